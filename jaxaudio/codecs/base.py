@@ -1,0 +1,44 @@
+"""The interface every codec meets, and the variable type of frozen codec weights.
+
+A codec maps mono audio ``[B, 1, N]`` at ``sample_rate`` to continuous latents ``[B, D, T]``
+(``D = dim``, ``T = ceil(N / hop_length)`` frames at ``frame_rate`` per second) and back.
+Both directions are pure and differentiable; training backpropagates the audio losses through
+``decode`` into the latents. Codec weights are :class:`FrozenWeight`, not ``nnx.Param``, so
+``nnx.split(codec, nnx.Param, ...)`` finds nothing to train and optimizers never see them.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import jax
+from flax import nnx
+
+
+class FrozenWeight(nnx.Variable):
+    """A weight that is loaded, never trained (codec weights)."""
+
+
+@runtime_checkable
+class Codec(Protocol):
+    sample_rate: int
+    hop_length: int
+    dim: int
+
+    @property
+    def frame_rate(self) -> float: ...
+
+    def encode(self, audio: jax.Array) -> jax.Array:
+        """``[B, 1, N]`` audio to ``[B, D, T]`` latents."""
+        ...
+
+    def decode(self, latents: jax.Array) -> jax.Array:
+        """``[B, D, T]`` latents to ``[B, 1, N']`` audio."""
+        ...
+
+    def identity(self) -> str:
+        """A string that changes whenever the codec's output would (name, sizes, weights hash).
+
+        The latent cache keys its entries with it.
+        """
+        ...
