@@ -1,0 +1,197 @@
+"""The attention mask generator: learned soft (or Gumbel hard) masks for input and target.
+
+::
+
+    input  [B, D, T] --input_analyzer-->  f_in  [B, H, T]
+    target [B, D, T] --target_analyzer--> f_tgt [B, H, T]
+    cross_attention(query=f_in,  key=value=f_tgt) --input_mask_generator-->  input_mask  [B, D, T]
+    cross_attention(query=f_tgt, key=value=f_in)  --target_mask_generator--> target_mask [B, D, T]
+
+Both directions use the *same* attention module. The regularisers (:func:`mask_regularisers`)
+combine as the original does: ``reg = 10 * complementarity + 0.5 * coverage +
+5 * temporal_diversity``, and the balance term is returned separately.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxaudio.agents.masking.layers import Conv1d, MultiheadAttention, ReLU, Sigmoid, run_layers
+
+# The original's weights in reg_loss and the variance floor of its temporal-diversity term.
+COMPLEMENTARITY_WEIGHT = 10.0
+COVERAGE_WEIGHT = 0.5
+TEMPORAL_DIVERSITY_WEIGHT = 5.0
+TEMPORAL_VARIANCE_FLOOR = 0.05
+
+
+class MaskGeneratorOutput(NamedTuple):
+    """``input_mask``, ``target_mask`` ``[B, D, T]``; scalar ``reg_loss``, ``balance_loss``;
+    ``stats``: the dict of :func:`mask_regularisers`."""
+
+    input_mask: jax.Array
+    target_mask: jax.Array
+    reg_loss: jax.Array
+    balance_loss: jax.Array
+    stats: dict[str, jax.Array]
+
+
+def mask_regularisers(input_mask: jax.Array, target_mask: jax.Array
+                      ) -> tuple[jax.Array, jax.Array, dict[str, jax.Array]]:
+    """The original's mask terms from ``[B, D, T]`` masks -> ``(reg_loss, balance_loss, stats)``.
+
+    - complementarity: ``mean(input_mask * target_mask)`` (the overlap);
+    - coverage: ``mean((input_mask + target_mask - 1)^2)``;
+    - balance: ``(mean(input_mask) - 0.5)^2 + (mean(target_mask) - 0.5)^2``;
+    - temporal diversity: ``relu(0.05 - v_in) + relu(0.05 - v_tgt)`` with ``v`` the
+      Bessel-corrected variance over T, averaged over B and D (so T must be at least 2).
+
+    ``stats`` holds every part and the mask means as scalars with no gradient (the original
+    kept them as detached floats): ``input_mask_mean``, ``target_mask_mean``, ``mask_overlap``
+    (= ``complementarity``), ``complementarity``, ``coverage``, ``temporal_diversity``,
+    ``input_mask_temporal_var``, ``target_mask_temporal_var``, ``balance``.
+    """
+    complementarity = jnp.mean(input_mask * target_mask)
+    coverage = jnp.mean((input_mask + target_mask - 1.0) ** 2)
+    # mean(m - 0.5) rather than mean(m) - 0.5: summing small centred values keeps the
+    # float32 accumulation error far below the (often tiny) imbalance being squared.
+    input_offset = jnp.mean(input_mask - 0.5)
+    target_offset = jnp.mean(target_mask - 0.5)
+    balance = input_offset ** 2 + target_offset ** 2
+    input_var = jnp.mean(jnp.var(input_mask, axis=2, ddof=1))
+    target_var = jnp.mean(jnp.var(target_mask, axis=2, ddof=1))
+    temporal_diversity = (jax.nn.relu(TEMPORAL_VARIANCE_FLOOR - input_var)
+                          + jax.nn.relu(TEMPORAL_VARIANCE_FLOOR - target_var))
+    reg_loss = (COMPLEMENTARITY_WEIGHT * complementarity + COVERAGE_WEIGHT * coverage
+                + TEMPORAL_DIVERSITY_WEIGHT * temporal_diversity)
+    stats = {
+        "input_mask_mean": input_offset + 0.5,
+        "target_mask_mean": target_offset + 0.5,
+        "mask_overlap": complementarity,
+        "complementarity": complementarity,
+        "coverage": coverage,
+        "temporal_diversity": temporal_diversity,
+        "input_mask_temporal_var": input_var,
+        "target_mask_temporal_var": target_var,
+        "balance": balance,
+    }
+    return reg_loss, balance, jax.lax.stop_gradient(stats)
+
+
+def gumbel_hard_mask(logits: jax.Array, key: jax.Array, tau: float = 1.0) -> jax.Array:
+    """Binary mask from pre-sigmoid ``logits [B, D, T]`` by two-way Gumbel-softmax.
+
+    The original draws ``gumbel_softmax(log([m, 1 - m]), tau, hard=True)`` over a new class
+    axis with ``m = sigmoid(logits)`` and keeps class 0. ``log m`` and ``log(1 - m)`` are
+    computed here as ``log_sigmoid(+-logits)``: the same values, but finite where ``m``
+    rounds to 0 or 1 in float32 (the original's ``log`` gives -inf and a NaN gradient there).
+    Straight-through as the original: the forward is the one-hot choice, the gradient is that
+    of the soft sample. The forward is written ``hard + (soft - stop_gradient(soft))`` so it
+    is exactly 0 or 1 (the original's ``hard - soft.detach() + soft`` can miss by an ulp).
+    Ties pick class 0, as ``argmax`` does.
+    """
+    two_way = jnp.stack([jax.nn.log_sigmoid(logits), jax.nn.log_sigmoid(-logits)], axis=1)
+    gumbels = jax.random.gumbel(key, two_way.shape, two_way.dtype)
+    soft = jax.nn.softmax((two_way + gumbels) / tau, axis=1)
+    hard = (jnp.argmax(soft, axis=1) == 0).astype(soft.dtype)
+    soft0 = soft[:, 0]
+    return hard + (soft0 - jax.lax.stop_gradient(soft0))
+
+
+def _mask_head(hidden_dim: int, encoding_dim: int, rngs: nnx.Rngs) -> nnx.List:
+    return nnx.List([
+        Conv1d(hidden_dim, hidden_dim // 2, kernel_size=3, padding=1, rngs=rngs),
+        ReLU(),
+        Conv1d(hidden_dim // 2, encoding_dim, kernel_size=1, rngs=rngs),
+        Sigmoid(),
+    ])
+
+
+def _analyzer(encoding_dim: int, hidden_dim: int, rngs: nnx.Rngs) -> nnx.List:
+    return nnx.List([
+        Conv1d(encoding_dim, hidden_dim, kernel_size=3, padding=1, rngs=rngs),
+        ReLU(),
+        Conv1d(hidden_dim, hidden_dim, kernel_size=3, padding=1, rngs=rngs),
+        ReLU(),
+    ])
+
+
+class AttentionMaskGenerator(nnx.Module):
+    """Soft masks ``[B, D, T]`` for input and target from their cross-attention.
+
+    Args:
+        encoding_dim: D.
+        hidden_dim: H, width of the analyzers and the attention (the original's 256).
+        num_heads: heads of ``cross_attention`` (the original's 4).
+        attention_dropout: rate on the attention probabilities in training (the original
+            hard-codes 0.1); also settable later as ``cross_attention.dropout``.
+
+    Variables (NNX path joined with dots = torch name; torch layouts, see ``layers``):
+    ``input_analyzer.{0,2}.{weight,bias}``, ``target_analyzer.{0,2}.{weight,bias}``,
+    ``cross_attention.{in_proj_weight,in_proj_bias}``, ``cross_attention.out_proj.{weight,bias}``,
+    ``input_mask_generator.{0,2}.{weight,bias}``, ``target_mask_generator.{0,2}.{weight,bias}``.
+    """
+
+    def __init__(self, encoding_dim: int, hidden_dim: int = 256, num_heads: int = 4, *,
+                 attention_dropout: float = 0.1, rngs: nnx.Rngs):
+        self.encoding_dim = encoding_dim
+        self.hidden_dim = hidden_dim
+        self.input_analyzer = _analyzer(encoding_dim, hidden_dim, rngs)
+        self.target_analyzer = _analyzer(encoding_dim, hidden_dim, rngs)
+        self.cross_attention = MultiheadAttention(hidden_dim, num_heads, attention_dropout,
+                                                  rngs=rngs)
+        self.input_mask_generator = _mask_head(hidden_dim, encoding_dim, rngs)
+        self.target_mask_generator = _mask_head(hidden_dim, encoding_dim, rngs)
+
+    def _check(self, encoded_input: jax.Array, encoded_target: jax.Array) -> None:
+        if encoded_input.ndim != 3 or encoded_input.shape != encoded_target.shape:
+            raise ValueError(
+                f"AttentionMaskGenerator: encoded_input {encoded_input.shape} and encoded_target "
+                f"{encoded_target.shape} must both be [B, D, T] of the same shape")
+        if encoded_input.shape[1] != self.encoding_dim:
+            raise ValueError(f"AttentionMaskGenerator: expected D = encoding_dim = "
+                             f"{self.encoding_dim}, got input shape {encoded_input.shape}")
+        if encoded_input.shape[2] < 2:
+            raise ValueError("AttentionMaskGenerator: the temporal-diversity term needs T >= 2 "
+                             f"frames, got input shape {encoded_input.shape}")
+
+    def _attend(self, query_feat: jax.Array, other_feat: jax.Array, train: bool,
+                rngs: nnx.Rngs | None) -> jax.Array:
+        """``[B, H, T]`` query and key/value features -> attended ``[B, H, T]``."""
+        q = query_feat.transpose(0, 2, 1)
+        kv = other_feat.transpose(0, 2, 1)
+        return self.cross_attention(q, kv, kv, train=train, rngs=rngs).transpose(0, 2, 1)
+
+    def __call__(self, encoded_input: jax.Array, encoded_target: jax.Array, hard: bool = False,
+                 *, train: bool = False, rngs: nnx.Rngs | None = None) -> MaskGeneratorOutput:
+        """Masks and regularisers for ``encoded_input``, ``encoded_target`` ``[B, D, T]``.
+
+        ``hard=True`` replaces the masks by a Gumbel-softmax sample of the input mask (noise
+        from ``rngs`` stream ``noise``) and its complement, as the original does; the target
+        branch is then unused and not computed. ``train=True`` applies the attention dropout
+        (stream ``dropout``).
+        """
+        self._check(encoded_input, encoded_target)
+        if hard and rngs is None:
+            raise ValueError("AttentionMaskGenerator: hard=True draws Gumbel noise and needs the "
+                             "`rngs` argument (stream 'noise')")
+        input_features = run_layers(self.input_analyzer, encoded_input)
+        target_features = run_layers(self.target_analyzer, encoded_target)
+
+        input_attended = self._attend(input_features, target_features, train, rngs)
+        # Stop before the head's Sigmoid (index 3): the hard path needs the logits.
+        input_logits = run_layers(self.input_mask_generator, input_attended, stop=3)
+        if hard:
+            input_mask = gumbel_hard_mask(input_logits, rngs.noise())
+            target_mask = 1.0 - input_mask
+        else:
+            target_attended = self._attend(target_features, input_features, train, rngs)
+            input_mask = self.input_mask_generator[3](input_logits)
+            target_mask = run_layers(self.target_mask_generator, target_attended)
+
+        reg_loss, balance_loss, stats = mask_regularisers(input_mask, target_mask)
+        return MaskGeneratorOutput(input_mask, target_mask, reg_loss, balance_loss, stats)

@@ -1,0 +1,207 @@
+"""The latent cache: contents, hit, miss, invalidation by file and by codec, unfinished caches."""
+
+import functools
+import hashlib
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import soundfile as sf
+
+from jaxaudio.codecs.base import Codec
+from jaxaudio.codecs.mdct import MDCTCodec
+from jaxaudio.data.cache import LatentCache, build_cache, codec_fields
+from jaxaudio.data.loader import PairLoader, RawSource
+from jaxaudio.data.pairs import BadFileError, PairDataset
+
+SR, N = 8000, 480
+
+
+class FrameCodec:
+    """Stand-in codec: hop-sample frames times a seeded random matrix; decodes by pseudo-inverse."""
+
+    def __init__(self, dim=6, hop=16, seed=0, sample_rate=SR):
+        self.dim, self.hop_length, self.sample_rate = dim, hop, sample_rate
+        w = np.random.default_rng(seed).standard_normal((hop, dim)).astype(np.float32)
+        self.w, self.w_inv = w, np.linalg.pinv(w).astype(np.float32)
+
+    @property
+    def frame_rate(self):
+        return self.sample_rate / self.hop_length
+
+    def encode(self, audio):
+        b, _, n = audio.shape
+        t = -(-n // self.hop_length)
+        x = jnp.pad(audio[:, 0], ((0, 0), (0, t * self.hop_length - n)))
+        return jnp.swapaxes(x.reshape(b, t, self.hop_length) @ self.w, 1, 2)
+
+    def decode(self, latents):
+        frames = jnp.swapaxes(latents, 1, 2) @ self.w_inv
+        return frames.reshape(latents.shape[0], 1, -1)
+
+    def identity(self):
+        return f"frame:{self.dim}:{self.hop_length}:{hashlib.sha1(self.w.tobytes()).hexdigest()}"
+
+
+def write_pairs(folder, count, seed=0, n=N):
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        for role in ("input", "output"):
+            sf.write(folder / f"pair_{i:04d}_{role}.wav", 0.3 * rng.standard_normal(n), SR,
+                     subtype="FLOAT")
+    return PairDataset(folder, sample_rate=SR)
+
+
+CODEC = FrameCodec()  # shared, so its jitted functions compile once for the whole file
+
+
+@functools.lru_cache(maxsize=None)
+def jitted_fields(codec):
+    return jax.jit(lambda a, b: codec_fields(codec, a, b))
+
+
+def check_rows(cache, ds, codec, rows=None):
+    """Cached rows equal the codec applied to the clips now on disk."""
+    rows = np.arange(len(ds)) if rows is None else np.asarray(rows)
+    x = np.stack([ds.load_input(i) for i in rows])[:, None]
+    y = np.stack([ds.load_target(i) for i in rows])[:, None]
+    want = jitted_fields(codec)(x, y)
+    got = cache.fetch(rows, rows)
+    for k, v in want.items():
+        np.testing.assert_allclose(got[k], np.asarray(v), atol=1e-5, err_msg=k)
+
+
+def test_build_contents_then_hit(tmp_path):
+    codec = CODEC
+    assert isinstance(codec, Codec)
+    ds = write_pairs(tmp_path / "train", 5)
+    cache = build_cache(ds, codec, tmp_path / "cache", batch_size=2)
+    assert cache.stats == {"hit": False, "encoded_inputs": 5, "encoded_targets": 5, "reused": 0}
+    t = -(-N // 16)
+    assert cache.arrays["input_latent"].shape == (5, 6, t)
+    assert cache.arrays["input_audio"].shape == (5, 1, t * 16)
+    assert cache.arrays["target_audio"].shape == (5, 1, N)
+    check_rows(cache, ds, codec)
+    again = build_cache(ds, codec, tmp_path / "cache")
+    assert again.stats == {"hit": True} and again.path == cache.path
+
+
+def test_changed_file_reencodes_only_that_clip(tmp_path):
+    codec = CODEC
+    ds = write_pairs(tmp_path / "train", 4)
+    old = build_cache(ds, codec, tmp_path / "cache")
+    sf.write(ds.pairs[2].target_path, np.zeros(N), SR, subtype="FLOAT")  # same size, new content
+    new = build_cache(PairDataset(tmp_path / "train", sample_rate=SR), codec, tmp_path / "cache")
+    assert new.stats == {"hit": False, "encoded_inputs": 0, "encoded_targets": 1, "reused": 7}
+    assert new.path != old.path and not old.path.exists()
+    assert not new.fetch(np.array([2]), np.array([2]))["target_audio"].any()
+    check_rows(new, ds, codec)
+
+
+def test_changed_codec_is_a_miss(tmp_path):
+    ds = write_pairs(tmp_path / "train", 3)
+    first = build_cache(ds, CODEC, tmp_path / "cache")
+    other = FrameCodec(seed=1)
+    second = build_cache(ds, other, tmp_path / "cache")
+    assert second.stats["encoded_inputs"] == 3 and second.stats["reused"] == 0
+    assert second.path != first.path
+    check_rows(second, ds, other)
+
+
+@pytest.mark.parametrize("damage", ["truncated_array", "no_manifest", "bad_manifest",
+                                    "flipped_bytes"])
+def test_damaged_cache_is_never_used(tmp_path, damage):
+    codec = CODEC
+    ds = write_pairs(tmp_path / "train", 3)
+    cache = build_cache(ds, codec, tmp_path / "cache")
+    path = cache.path
+    del cache
+    if damage == "truncated_array":
+        f = path / "target_latent.npy"
+        f.write_bytes(f.read_bytes()[:-100])
+    elif damage == "no_manifest":
+        (path / "manifest.json").unlink()
+    elif damage == "bad_manifest":
+        (path / "manifest.json").write_text('{"format": 1, "key"')
+    else:  # same size, different bytes: only the full check sees it
+        f = path / "input_audio.npy"
+        data = bytearray(f.read_bytes())
+        data[-8:] = b"\x00\x00\xc0\x7f" * 2
+        f.write_bytes(bytes(data))
+        assert build_cache(ds, codec, tmp_path / "cache").stats["hit"]
+    rebuilt = build_cache(ds, codec, tmp_path / "cache", verify="full")
+    assert rebuilt.stats["hit"] is False and rebuilt.path == path
+    check_rows(rebuilt, ds, codec)
+
+
+def test_unfinished_build_is_ignored(tmp_path, monkeypatch):
+    codec = CODEC
+    ds = write_pairs(tmp_path / "train", 3)
+    import jaxaudio.data.cache as cache_mod
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache_mod, "atomic_write_text", crash)
+    with pytest.raises(KeyboardInterrupt):
+        build_cache(ds, codec, tmp_path / "cache")
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == ["digests.json"]  # no cache
+    monkeypatch.undo()
+    # A leftover staging folder from a killed process is neither used nor reused.
+    stale = tmp_path / "cache" / ".tmp-train-0000-deadbeef"
+    stale.mkdir()
+    (stale / "manifest.json").write_text("{}")
+    cache = build_cache(ds, codec, tmp_path / "cache")
+    assert cache.stats["encoded_inputs"] == 3 and not cache.path.name.startswith(".")
+
+
+def test_contents_checked_only_on_a_miss(tmp_path):
+    codec = CODEC
+    write_pairs(tmp_path / "train", 4)
+    bad = tmp_path / "train" / "pair_0001_output.wav"
+    x = np.zeros(N, np.float32)
+    x[7] = np.nan
+    sf.write(bad, x, SR, subtype="FLOAT")
+    lazy = PairDataset(tmp_path / "train", sample_rate=SR, check_contents=False)
+    with pytest.raises(BadFileError) as err:
+        build_cache(lazy, codec, tmp_path / "cache")
+    assert err.value.path == bad
+    open_lazily = lambda: PairDataset(tmp_path / "train", sample_rate=SR,  # noqa: E731
+                                      check_contents=False, skip_bad_files=True)
+    first = open_lazily()
+    cache = build_cache(first, codec, tmp_path / "cache")
+    assert len(cache) == len(first) == 3 and [b.path for b in first.skipped] == [bad]
+    again = open_lazily()
+    hit = build_cache(again, codec, tmp_path / "cache")
+    assert hit.stats["hit"] and hit.path == cache.path
+    assert not again.contents_checked  # the valid cache was used without decoding any file
+
+
+def test_loader_serves_cached_batches_with_shuffled_targets(tmp_path):
+    codec = CODEC
+    ds = write_pairs(tmp_path / "train", 8)
+    cache = build_cache(ds, codec, tmp_path / "cache")
+    reopened = LatentCache(cache.path, verify="full")
+    cached = list(PairLoader(reopened, 4, seed=3, shuffle_targets=True).epoch(1))
+    raw = list(PairLoader(RawSource(ds), 4, seed=3, shuffle_targets=True).epoch(1))
+    for c, r in zip(cached, raw):
+        assert set(c) == {"input_latent", "input_audio", "target_latent", "target_audio",
+                          "pair_index", "target_index", "valid"}
+        np.testing.assert_array_equal(c["target_index"], r["target_index"])
+        want = jitted_fields(codec)(r["input_raw"], r["target_audio"])
+        for k, v in want.items():
+            np.testing.assert_allclose(c[k], np.asarray(v), atol=1e-5, err_msg=k)
+
+
+def test_mdct_codec_cache_reconstructs_the_input(tmp_path):
+    codec = MDCTCodec(dim=16, sample_rate=SR)
+    ds = write_pairs(tmp_path / "train", 3)
+    cache = build_cache(ds, codec, tmp_path / "cache", batch_size=2)
+    assert cache.arrays["input_latent"].shape == (3, 16, N // 16)
+    for i in range(3):
+        np.testing.assert_allclose(cache.arrays["input_audio"][i, 0], ds.load_input(i), atol=1e-5)
+    check_rows(cache, ds, codec, rows=[0])
+    assert os.path.exists(tmp_path / "cache" / "digests.json")
