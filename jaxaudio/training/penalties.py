@@ -1,0 +1,145 @@
+"""The original's penalties: spectral outliers in narrow bands (``training/losses.py``) and
+amplitude-envelope copying (``correlation_penalty.py``), as pure JAX functions.
+
+Same formulas and quirks as the original: the outlier penalty uses the unbiased std, a linear
+interpolation quantile over every frame of the batch and a strict ``>`` mask; the correlation
+penalty returns 0 when the output holds a NaN. Both are re-exported by
+:mod:`jaxaudio.training.losses`. Audio is ``[B, N]`` or ``[B, 1, N]``; computed in float32.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxaudio.dsp import as_mono_batch, magnitude, safe_sqrt, stft_frames
+
+__all__ = ["spectral_outlier_penalty", "modulation_correlation_penalty"]
+
+DEFAULT_BANDS = ((1800, 2200), (3800, 4200), (5800, 6200))
+
+
+def spectral_outlier_penalty(
+    audio: jax.Array,
+    sample_rate: float = 24000,
+    n_fft: int = 2048,
+    hop_length: int = 512,
+    freq_bands: Sequence[tuple[float, float]] = DEFAULT_BANDS,
+    percentile: float = 90,
+) -> jax.Array:
+    """Penalty on frames whose energy in narrow bands stands out from the batch.
+
+    Per band, ``E [B, T]`` is the mean ``|STFT|`` over bins ``int(low / (sr / n_fft))`` to
+    ``int(high / (sr / n_fft))`` (exclusive); z-scores use the mean and unbiased std (+1e-8) of
+    all ``B * T`` values; frames with ``z > quantile(z, percentile / 100)`` (linear
+    interpolation, strict ``>``) contribute ``mean((E - mean)**2)``; a band without such frames
+    contributes 0. Returns the average over bands. The mask is data-dependent but written with
+    ``where``, so this jits; all bands come from one STFT.
+
+    Args:
+        audio: ``[B, N]`` or ``[B, 1, N]``.
+    """
+    x = as_mono_batch(audio, "audio")
+    z = stft_frames(x, n_fft, hop_length, n_fft)
+    return _outlier_penalty_from_stft(z, sample_rate, n_fft, freq_bands, percentile)
+
+
+def _outlier_penalty_from_stft(z, sample_rate, n_fft, freq_bands, percentile) -> jax.Array:
+    """:func:`spectral_outlier_penalty` of a frames-major STFT ``[B, T, F]``."""
+    n_bins = z.shape[-1]
+    resolution = sample_rate / n_fft
+    energies = []
+    for low_hz, high_hz in freq_bands:
+        lo = max(0, int(low_hz / resolution))
+        hi = min(n_bins, int(high_hz / resolution))
+        if hi <= lo:
+            raise ValueError(
+                f"spectral_outlier_penalty: band ({low_hz}, {high_hz}) Hz holds no STFT bin "
+                f"(bins {lo}..{hi} at {resolution:.2f} Hz per bin)"
+            )
+        energies.append(jnp.mean(magnitude(z[..., lo:hi]), axis=-1).reshape(-1))
+    e = jnp.stack(energies)  # [bands, B * T]
+    mean = jnp.mean(e, axis=-1, keepdims=True)
+    # The mask is piecewise constant: no gradient flows through the z-scores or the quantile.
+    e_sg, mean_sg = jax.lax.stop_gradient(e), jax.lax.stop_gradient(mean)
+    std = jnp.std(e_sg, axis=-1, ddof=1, keepdims=True) + 1e-8
+    zs = (e_sg - mean_sg) / std
+    q = _quantile_linear(zs, percentile / 100.0)
+    mask = zs > q
+    count = jnp.sum(mask, axis=-1)
+    excess = jnp.sum(jnp.where(mask, (e - mean) ** 2, 0), axis=-1)
+    per_band = jnp.where(count > 0, excess / jnp.maximum(count, 1), 0)
+    return jnp.sum(per_band) / len(freq_bands)
+
+
+def _quantile_linear(x: jax.Array, q: float) -> jax.Array:
+    """``torch.quantile(x, q, dim=-1, keepdim=True)`` (linear interpolation, torch's ``lerp``).
+
+    The rank is static, so one sort and two static slices do (cheaper than ``jnp.quantile``).
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"spectral_outlier_penalty: percentile must be in [0, 100], got {100 * q}")
+    s = jnp.sort(x, axis=-1)
+    # torch computes the rank and weight in the input's dtype
+    dt = np.dtype(x.dtype)
+    rank = dt.type(q) * dt.type(x.shape[-1] - 1)
+    lo = int(rank)
+    hi = min(lo + 1, x.shape[-1] - 1)
+    w = float(rank - dt.type(lo))
+    below, above = s[..., lo : lo + 1], s[..., hi : hi + 1]
+    # torch.lerp switches formula at weight 0.5 for accuracy
+    return below + w * (above - below) if w < 0.5 else above - (above - below) * (1 - w)
+
+
+def _envelope(x: jax.Array, m_parts: int) -> jax.Array:
+    """``[B, N]`` -> ``[B, m_parts]``: max ``|x|`` per segment of ``N // m_parts`` samples."""
+    seg = x.shape[-1] // m_parts
+    if seg < 1:
+        raise ValueError(f"m_parts={m_parts} exceeds the {x.shape[-1]} samples of the audio")
+    return jnp.max(magnitude(x[:, : seg * m_parts]).reshape(x.shape[0], m_parts, seg), axis=-1)
+
+
+def _pearson(x: jax.Array, y: jax.Array, m_parts: int) -> jax.Array:
+    """Per-row Pearson correlation (unbiased, +1e-8), clamped to [-1, 1] -> ``[B]``."""
+    xc = x - jnp.mean(x, axis=1, keepdims=True)
+    yc = y - jnp.mean(y, axis=1, keepdims=True)
+    cov = jnp.sum(xc * yc, axis=1) / (m_parts - 1)
+    sx = safe_sqrt(jnp.sum(xc * xc, axis=1) / (m_parts - 1))
+    sy = safe_sqrt(jnp.sum(yc * yc, axis=1) / (m_parts - 1))
+    corr = cov / (sx * sy + 1e-8)
+    # torch.clamp passes the gradient on the closed interval; jnp.clip halves it at the ends.
+    return jnp.where(corr > 1, 1.0, jnp.where(corr < -1, -1.0, corr))
+
+
+def modulation_correlation_penalty(
+    input_audio: jax.Array,
+    target_audio: jax.Array,
+    output_audio: jax.Array,
+    m_parts: int = 250,
+) -> jax.Array:
+    """Penalty for copying the amplitude envelope of the input or the target.
+
+    Envelopes are the max ``|x|`` of ``m_parts`` segments over the first
+    ``(N // m_parts) * m_parts`` samples; the cost is ``mean_b(corr(in, out)**2 +
+    corr(target, out)**2)`` with Pearson correlations per clip. A NaN anywhere in the output
+    gives 0 (and a zero gradient), as the original's guard does.
+
+    Args:
+        input_audio, target_audio, output_audio: ``[B, N]`` or ``[B, 1, N]``.
+    """
+    if m_parts < 2:
+        raise ValueError(f"modulation_correlation_penalty: m_parts must be >= 2, got {m_parts}")
+    inp = as_mono_batch(input_audio, "input_audio")
+    tgt = as_mono_batch(target_audio, "target_audio")
+    out = as_mono_batch(output_audio, "output_audio")
+    has_nan = jnp.any(jnp.isnan(out))
+    # Zeroing the NaNs keeps the discarded branch's gradient finite (0 * NaN would be NaN).
+    out = jnp.where(has_nan, 0, out)
+    env_out = _envelope(out, m_parts)
+    c_in = _pearson(_envelope(inp, m_parts), env_out, m_parts)
+    c_tg = _pearson(_envelope(tgt, m_parts), env_out, m_parts)
+    cost = jnp.mean(c_in**2 + c_tg**2)
+    return jnp.where(has_nan, 0, cost).astype(cost.dtype)
