@@ -1,0 +1,21 @@
+"""EnCodec 24 kHz (SEANet encoder/decoder) in Flax NNX, with loaders for the published weights."""
+
+from jaxaudio.codecs.encodec.checkpoint import (
+    encodec_from_state_dict,
+    load_encodec,
+    save_encodec,
+)
+from jaxaudio.codecs.encodec.codec import EncodecCodec, EncodecConfig, random_encodec
+from jaxaudio.codecs.encodec.lstm import cudnn_lstm_available
+from jaxaudio.codecs.encodec.weights import EncodecWeightsError
+
+__all__ = [
+    "EncodecCodec",
+    "EncodecConfig",
+    "EncodecWeightsError",
+    "cudnn_lstm_available",
+    "encodec_from_state_dict",
+    "load_encodec",
+    "random_encodec",
+    "save_encodec",
+]

@@ -1,0 +1,191 @@
+"""SEANet's LSTM with skip connection: ``y = lstm(x) + x`` over the frames.
+
+Two implementations of the same torch ``nn.LSTM`` (gates ``i, f, g, o``; ``bias_ih`` and
+``bias_hh`` both added; zero initial state):
+
+- ``"scan"``: the first layer's input projection of every frame as one matmul, then one
+  ``lax.scan`` that runs the layers as a wavefront (:func:`lstm_scan`). Runs anywhere; the
+  CPU path, and the one that shards over a batch mesh axis without any collective.
+- ``"cudnn"``: cuDNN's fused LSTM through ``jax.experimental.rnn.lstm`` (forward and backward
+  kernels), with the torch weights packed into cuDNN's flat layout by
+  :func:`pack_lstm_weights`. GPU only.
+
+``"auto"`` picks cuDNN when the default backend is a CUDA GPU, the scan otherwise. The choice
+is made when the function is traced.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxaudio.codecs.base import FrozenWeight
+from jaxaudio.codecs.encodec.conv import uniform_init
+
+LSTM_IMPLS = ("auto", "scan", "cudnn")
+
+
+def cudnn_lstm_available() -> bool:
+    """True when the default backend is a CUDA GPU and jax ships the cuDNN RNN kernels."""
+    if jax.default_backend() != "gpu":
+        return False
+    try:
+        from jax.experimental import rnn
+    except ImportError:  # pragma: no cover - part of every jax release we support
+        return False
+    if getattr(rnn, "gpu_rnn", None) is None:
+        return False
+    return "rocm" not in str(getattr(jax.devices()[0].client, "platform_version", "")).lower()
+
+
+def resolve_lstm_impl(impl: str) -> str:
+    if impl not in LSTM_IMPLS:
+        raise ValueError(f"lstm_impl must be one of {LSTM_IMPLS}, got {impl!r}")
+    if impl == "auto":
+        return "cudnn" if cudnn_lstm_available() else "scan"
+    if impl == "cudnn" and not cudnn_lstm_available():
+        raise ValueError(
+            f"lstm_impl='cudnn' needs a CUDA GPU as JAX's default backend (it is {jax.default_backend()!r}); "
+            "use 'scan' or 'auto'"
+        )
+    return impl
+
+
+def _cell(gates: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
+    i, f, g, o = jnp.split(gates, 4, axis=-1)
+    c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    return jax.nn.sigmoid(o) * jnp.tanh(c), c
+
+
+def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None) -> jax.Array:
+    """Multi-layer LSTM, time-major: ``x [T, B, H_in] -> [T, B, H]``, as one ``lax.scan``.
+
+    ``layers`` holds torch's ``(weight_ih [4H, H_in], weight_hh [4H, H], bias_ih, bias_hh)``.
+    The layers run as a wavefront: at step ``s`` layer ``l`` handles frame ``s - l``, reading
+    the previous layer's output from the carry, so ``T + L - 1`` sequential steps replace
+    ``L * T`` and each step is one batched matmul over the layers. Layer ``l`` stays at its
+    zero initial state for its first ``l`` steps.
+    """
+    n_layers = len(layers)
+    w_ih0, w_hh0, b_ih0, b_hh0 = layers[0]
+    hidden = w_hh0.shape[1]
+    # the first layer's input half of every gate does not depend on the state: one matmul up front
+    xw = jnp.einsum("tbi,gi->tbg", x, w_ih0, precision=precision) + (b_ih0 + b_hh0)
+    xw = jnp.pad(xw, ((0, n_layers - 1), (0, 0), (0, 0)))
+    w_rec0 = w_hh0.T
+    if n_layers > 1:  # deeper layers: [input from the layer below, own state] @ [W_ih; W_hh]^T
+        w_deep = jnp.stack([jnp.concatenate([w_ih.T, w_hh.T], axis=0) for w_ih, w_hh, _, _ in layers[1:]])
+        b_deep = jnp.stack([b_ih + b_hh for _, _, b_ih, b_hh in layers[1:]])[:, None, :]
+    started = jnp.arange(n_layers)[:, None, None]
+
+    def step(carry, inp):
+        h, c = carry  # [L, B, H] each
+        xw_s, s = inp
+        gates = (xw_s + jnp.dot(h[0], w_rec0, precision=precision))[None]
+        if n_layers > 1:
+            deep_in = jnp.concatenate([h[:-1], h[1:]], axis=-1)
+            deep = jnp.einsum("lbi,lig->lbg", deep_in, w_deep, precision=precision) + b_deep
+            gates = jnp.concatenate([gates, deep], axis=0)
+        h_new, c_new = _cell(gates, c)
+        active = s >= started
+        h, c = jnp.where(active, h_new, h), jnp.where(active, c_new, c)
+        return (h, c), h[-1]
+
+    zeros = jnp.zeros((n_layers, x.shape[1], hidden), x.dtype)
+    steps = jnp.arange(xw.shape[0])
+    _, ys = jax.lax.scan(step, (zeros, zeros), (xw, steps))
+    return ys[n_layers - 1 :]
+
+
+def pack_lstm_weights(layers: list[tuple[jax.Array, ...]]) -> jax.Array:
+    """torch LSTM weights to cuDNN's flat vector (unidirectional).
+
+    Layout (see ``jax.experimental.rnn``): every layer's ``W_ih, W_hh`` in order, then every
+    layer's ``b_ih, b_hh``; gates stay in torch's ``i, f, g, o`` order.
+    """
+    mats = [w.reshape(-1) for w_ih, w_hh, _, _ in layers for w in (w_ih, w_hh)]
+    biases = [b.reshape(-1) for _, _, b_ih, b_hh in layers for b in (b_ih, b_hh)]
+    return jnp.concatenate(mats + biases)
+
+
+def _cudnn_precision(precision):
+    """cuDNN's RNN takes one switch, TF32 or not; it rejects 'default' (bfloat16) outright."""
+    if precision is None:
+        return None  # follows jax_default_matmul_precision
+    name = precision if isinstance(precision, str) else str(jax.lax.Precision(precision))
+    return "highest" if name.lower() in ("highest", "float32", "precision.highest") else "high"
+
+
+def lstm_cudnn(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None) -> jax.Array:
+    """Multi-layer LSTM through cuDNN, time-major ``[T, B, H_in] -> [T, B, H]`` (GPU only)."""
+    from jax.experimental import rnn
+
+    hidden = layers[0][1].shape[1]
+    input_size = layers[0][0].shape[1]
+    if any(w_ih.shape[1] != hidden for w_ih, *_ in layers[1:]):
+        raise ValueError("cuDNN LSTM: layers after the first must take the hidden size as input")
+    t, b = x.shape[0], x.shape[1]
+    h0 = jnp.zeros((len(layers), b, hidden), x.dtype)
+    y, _, _ = rnn.lstm(
+        jnp.swapaxes(x, 0, 1),
+        h0,
+        h0,
+        pack_lstm_weights(layers),
+        jnp.full((b,), t, jnp.int32),
+        input_size=input_size,
+        hidden_size=hidden,
+        num_layers=len(layers),
+        dropout=0.0,
+        bidirectional=False,
+        precision=_cudnn_precision(precision),
+    )
+    return jnp.swapaxes(y, 0, 1)
+
+
+class SLSTM(nnx.Module):
+    """LSTM over frames with skip: ``[B, T, C] -> [B, T, C]`` (channels-last).
+
+    Weights keep torch's names and layout (``weight_ih_l0 [4C, C]``, ``bias_hh_l1 [4C]``...).
+    """
+
+    def __init__(
+        self,
+        dimension: int,
+        num_layers: int = 2,
+        skip: bool = True,
+        *,
+        impl: str = "auto",
+        precision: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        if impl not in LSTM_IMPLS:
+            raise ValueError(f"lstm_impl must be one of {LSTM_IMPLS}, got {impl!r}")
+        self.dimension, self.num_layers, self.skip = dimension, num_layers, skip
+        self.impl, self.precision = impl, precision
+        bound = 1.0 / math.sqrt(dimension)  # torch's LSTM init: U(+-1/sqrt(hidden))
+        for layer in range(num_layers):
+            for name, shape in (
+                ("weight_ih", (4 * dimension, dimension)),
+                ("weight_hh", (4 * dimension, dimension)),
+                ("bias_ih", (4 * dimension,)),
+                ("bias_hh", (4 * dimension,)),
+            ):
+                setattr(self, f"{name}_l{layer}", FrozenWeight(uniform_init(rngs, shape, bound)))
+
+    def layer_weights(self) -> list[tuple[jax.Array, ...]]:
+        return [
+            tuple(getattr(self, f"{name}_l{layer}")[...] for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            for layer in range(self.num_layers)
+        ]
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        xt = jnp.swapaxes(x, 0, 1)  # time-major
+        impl = resolve_lstm_impl(self.impl)
+        fn = lstm_cudnn if impl == "cudnn" else lstm_scan
+        y = fn(xt, self.layer_weights(), self.precision)
+        if self.skip:
+            y = y + xt
+        return jnp.swapaxes(y, 0, 1)

@@ -1,0 +1,218 @@
+"""SEANet encoder and decoder of EnCodec (channels-last), sizes as constructor arguments.
+
+The layer lists mirror the reference's ``nn.Sequential`` index for index, activations
+included (they hold no weights), so ``encoder.model.12.conv.conv.weight_v`` of the ``encodec``
+package and ``encoder.layers.12.conv.weight_v`` of Hugging Face both land in our
+``encoder.layers[12]``. With the 24 kHz defaults the encoder is::
+
+    0 conv k7 | [resblock, ELU, conv k=2r stride r] for r in 2, 4, 5, 8 | LSTM | ELU | conv k7
+
+(indices 1-3, 4-6, 7-9, 10-12, then 13, 14, 15) and the decoder mirrors it with transposed
+convolutions for r in 8, 5, 4, 2.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxaudio.codecs.encodec.conv import SConv1d, SConvTranspose1d
+from jaxaudio.codecs.encodec.lstm import SLSTM
+
+_ACTIVATIONS = {
+    "ELU": lambda x, alpha=1.0: jax.nn.elu(x, alpha),
+    "ReLU": lambda x: jax.nn.relu(x),
+    "LeakyReLU": lambda x, negative_slope=0.01: jax.nn.leaky_relu(x, negative_slope),
+    "Tanh": lambda x: jnp.tanh(x),
+    "Sigmoid": lambda x: jax.nn.sigmoid(x),
+    "Identity": lambda x: x,
+}
+
+
+class Activation(nnx.Module):
+    """A weightless activation named as in ``torch.nn`` (``ELU``, ``ReLU``, ``Tanh``...)."""
+
+    def __init__(self, name: str = "ELU", params: dict | None = None):
+        if name not in _ACTIVATIONS:
+            raise ValueError(f"activation {name!r} is not supported; expected one of {sorted(_ACTIVATIONS)}")
+        self.name = name
+        self.params = tuple(sorted((params or {}).items()))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return _ACTIVATIONS[self.name](x, **dict(self.params))
+
+
+class ResnetBlock(nnx.Module):
+    """``shortcut(x) + block(x)``, ``block = [act, conv k, act, conv 1]`` narrowing by ``compress``."""
+
+    def __init__(
+        self,
+        dim: int,
+        kernel_sizes: Sequence[int] = (3, 1),
+        dilations: Sequence[int] = (1, 1),
+        *,
+        activation: str = "ELU",
+        activation_params: dict | None = None,
+        causal: bool = False,
+        pad_mode: str = "reflect",
+        compress: int = 2,
+        true_skip: bool = True,
+        precision: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        if len(kernel_sizes) != len(dilations):
+            raise ValueError("ResnetBlock: kernel_sizes and dilations must have the same length")
+        hidden = dim // compress
+        if hidden < 1:
+            raise ValueError(f"ResnetBlock: dim {dim} // compress {compress} leaves no hidden channels")
+        conv_kw = dict(causal=causal, pad_mode=pad_mode, precision=precision, rngs=rngs)
+        block: list[nnx.Module] = []
+        for i, (k, d) in enumerate(zip(kernel_sizes, dilations)):
+            in_chs = dim if i == 0 else hidden
+            out_chs = dim if i == len(kernel_sizes) - 1 else hidden
+            block += [Activation(activation, activation_params), SConv1d(in_chs, out_chs, k, dilation=d, **conv_kw)]
+        self.block = nnx.List(block)
+        self.shortcut = None if true_skip else SConv1d(dim, dim, 1, **conv_kw)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = x
+        for layer in self.block:
+            y = layer(y)
+        return (x if self.shortcut is None else self.shortcut(x)) + y
+
+
+class SEANetEncoder(nnx.Module):
+    """Audio ``[B, N, channels]`` to latents ``[B, ceil(N / prod(ratios)), dimension]``."""
+
+    def __init__(
+        self,
+        channels: int = 1,
+        dimension: int = 128,
+        n_filters: int = 32,
+        n_residual_layers: int = 1,
+        ratios: Sequence[int] = (8, 5, 4, 2),
+        activation: str = "ELU",
+        activation_params: dict | None = None,
+        kernel_size: int = 7,
+        last_kernel_size: int = 7,
+        residual_kernel_size: int = 3,
+        dilation_base: int = 2,
+        causal: bool = False,
+        pad_mode: str = "reflect",
+        true_skip: bool = False,
+        compress: int = 2,
+        lstm: int = 2,
+        *,
+        lstm_impl: str = "auto",
+        precision: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        act = dict(activation=activation, activation_params=activation_params)
+        conv_kw = dict(causal=causal, pad_mode=pad_mode, precision=precision, rngs=rngs)
+        layers: list[nnx.Module] = [SConv1d(channels, n_filters, kernel_size, **conv_kw)]
+        mult = 1
+        for ratio in reversed(list(ratios)):  # the encoder downsamples in the decoder's reverse order
+            width = mult * n_filters
+            for j in range(n_residual_layers):
+                layers.append(
+                    ResnetBlock(
+                        width,
+                        (residual_kernel_size, 1),
+                        (dilation_base**j, 1),
+                        compress=compress,
+                        true_skip=true_skip,
+                        **act,
+                        **conv_kw,
+                    )
+                )
+            layers.append(Activation(activation, activation_params))
+            layers.append(SConv1d(width, 2 * width, 2 * ratio, stride=ratio, **conv_kw))
+            mult *= 2
+        if lstm:
+            layers.append(SLSTM(mult * n_filters, lstm, impl=lstm_impl, precision=precision, rngs=rngs))
+        layers.append(Activation(activation, activation_params))
+        layers.append(SConv1d(mult * n_filters, dimension, last_kernel_size, **conv_kw))
+        self.layers = nnx.List(layers)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+
+class SEANetDecoder(nnx.Module):
+    """Latents ``[B, T, dimension]`` to audio ``[B, T * prod(ratios), channels]``."""
+
+    def __init__(
+        self,
+        channels: int = 1,
+        dimension: int = 128,
+        n_filters: int = 32,
+        n_residual_layers: int = 1,
+        ratios: Sequence[int] = (8, 5, 4, 2),
+        activation: str = "ELU",
+        activation_params: dict | None = None,
+        final_activation: str | None = None,
+        final_activation_params: dict | None = None,
+        kernel_size: int = 7,
+        last_kernel_size: int = 7,
+        residual_kernel_size: int = 3,
+        dilation_base: int = 2,
+        causal: bool = False,
+        pad_mode: str = "reflect",
+        true_skip: bool = False,
+        compress: int = 2,
+        lstm: int = 2,
+        trim_right_ratio: float = 1.0,
+        *,
+        lstm_impl: str = "auto",
+        precision: str | None = None,
+        rngs: nnx.Rngs,
+    ):
+        act = dict(activation=activation, activation_params=activation_params)
+        conv_kw = dict(causal=causal, pad_mode=pad_mode, precision=precision, rngs=rngs)
+        mult = 2 ** len(ratios)
+        layers: list[nnx.Module] = [SConv1d(dimension, mult * n_filters, kernel_size, **conv_kw)]
+        if lstm:
+            layers.append(SLSTM(mult * n_filters, lstm, impl=lstm_impl, precision=precision, rngs=rngs))
+        for ratio in ratios:
+            width = mult * n_filters
+            layers.append(Activation(activation, activation_params))
+            layers.append(
+                SConvTranspose1d(
+                    width,
+                    width // 2,
+                    2 * ratio,
+                    stride=ratio,
+                    causal=causal,
+                    trim_right_ratio=trim_right_ratio,
+                    precision=precision,
+                    rngs=rngs,
+                )
+            )
+            for j in range(n_residual_layers):
+                layers.append(
+                    ResnetBlock(
+                        width // 2,
+                        (residual_kernel_size, 1),
+                        (dilation_base**j, 1),
+                        compress=compress,
+                        true_skip=true_skip,
+                        **act,
+                        **conv_kw,
+                    )
+                )
+            mult //= 2
+        layers.append(Activation(activation, activation_params))
+        layers.append(SConv1d(n_filters, channels, last_kernel_size, **conv_kw))
+        if final_activation is not None:
+            layers.append(Activation(final_activation, final_activation_params))
+        self.layers = nnx.List(layers)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        for layer in self.layers:
+            z = layer(z)
+        return z
