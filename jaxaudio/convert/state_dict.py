@@ -1,0 +1,302 @@
+"""Torch ``state_dict`` names <-> NNX module variables, strictly, in both directions.
+
+The mapping walks the NNX module tree generically: a module path is the torch name (attribute
+names and list indices joined with ``.``; the ``layers`` list inside an ``nnx.Sequential`` is
+skipped, because torch's ``nn.Sequential`` numbers its children directly). Per layer type:
+
+| NNX module          | torch keys                                   | layout                       |
+| ------------------- | -------------------------------------------- | ---------------------------- |
+| ``nnx.Linear``      | ``weight``, ``bias``                         | kernel ``[in, out]`` = W.T   |
+| ``nnx.Conv``        | ``weight``, ``bias``                         | kernel ``[k, in, out]`` from ``[out, in, k]`` |
+| ``nnx.LayerNorm``   | ``weight``, ``bias``                         | ``scale``, ``bias``          |
+| ``nnx.BatchNorm``   | ``weight``, ``bias``, ``running_mean``, ``running_var``, ``num_batches_tracked`` | ``scale``, ``bias``, ``mean``, ``var`` (the counter only matters for torch's ``momentum=None``; it is accepted and dropped) |
+| ``nnx.MultiHeadAttention`` | ``in_proj_weight``, ``in_proj_bias``, ``out_proj.*`` | q/k/v/out kernels split per head |
+| ``nnx.Embed``       | ``weight``                                   | ``embedding``                |
+| anything else       | each variable under its own name (e.g. :class:`~jaxaudio.models.layers.MultiheadAttention`'s packed ``in_proj_weight``, spectral norm's ``weight_orig``/``weight_u``/``weight_v``) | unchanged |
+
+Modules may declare deterministic torch buffers (e.g. the positional table ``pe``) through a
+``torch_constants()`` method: such a key is optional, and when present it must match.
+RNG state (dropout streams) is never part of the mapping.
+
+Usage::
+
+    model = from_torch_state_dict(lambda: SimpleTransformer(..., rngs=nnx.Rngs(0)), state_dict)
+    named = torch_state_dict(model)          # the module as a torch state_dict (numpy)
+    named_grads = torch_state_dict(model, grads)  # grads of nnx.state(model, nnx.Param)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+Path_ = tuple  # an NNX path: attribute names and list indices
+
+_IDENTITY = (lambda a: (a,)), (lambda vs: vs[0])
+
+
+class StateDictError(KeyError):
+    """A state dict that does not match the module: lists every offending key."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; show it plainly
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One torch key: the NNX variables it fills and the layout conversions both ways."""
+
+    torch_name: str
+    var_paths: tuple[Path_, ...]
+    to_vars: Callable[[np.ndarray], tuple[np.ndarray, ...]]
+    to_torch: Callable[[tuple[np.ndarray, ...]], np.ndarray]
+    optional: bool = False
+    constant: np.ndarray | None = None  # a deterministic buffer the module computes itself
+
+
+def _linear_entries(p: str, path: Path_, m: nnx.Linear) -> list[Entry]:
+    out = [Entry(p + "weight", (path + ("kernel",),), lambda w: (w.T,), lambda vs: vs[0].T)]
+    if m.bias is not None:
+        out.append(Entry(p + "bias", (path + ("bias",),), *_IDENTITY))
+    return out
+
+
+def _conv_entries(p: str, path: Path_, m: nnx.Conv) -> list[Entry]:
+    def to_vars(w):  # [out, in, *k] -> [*k, in, out]
+        return (np.transpose(w, tuple(range(2, w.ndim)) + (1, 0)),)
+
+    def to_torch(vs):  # [*k, in, out] -> [out, in, *k]
+        k = vs[0]
+        nd = k.ndim - 2
+        return np.transpose(k, (nd + 1, nd) + tuple(range(nd)))
+
+    out = [Entry(p + "weight", (path + ("kernel",),), to_vars, to_torch)]
+    if m.bias is not None:
+        out.append(Entry(p + "bias", (path + ("bias",),), *_IDENTITY))
+    return out
+
+
+def _norm_entries(p: str, path: Path_, m) -> list[Entry]:
+    out = []
+    if getattr(m, "scale", None) is not None:
+        out.append(Entry(p + "weight", (path + ("scale",),), *_IDENTITY))
+    if getattr(m, "bias", None) is not None:
+        out.append(Entry(p + "bias", (path + ("bias",),), *_IDENTITY))
+    if isinstance(m, nnx.BatchNorm):
+        out.append(Entry(p + "running_mean", (path + ("mean",),), *_IDENTITY))
+        out.append(Entry(p + "running_var", (path + ("var",),), *_IDENTITY))
+        out.append(Entry(p + "num_batches_tracked", (), lambda a: (), lambda vs: None, optional=True))
+    return out
+
+
+def _mha_entries(p: str, path: Path_, m: nnx.MultiHeadAttention) -> list[Entry]:
+    qkv = tuple(path + (n,) for n in ("query", "key", "value"))
+
+    def w_to_vars(w):  # [3E, E] rows q, k, v -> 3 x [E_in, H, d]
+        parts = np.split(w, 3, axis=0)
+        return tuple(x.T.reshape(x.shape[1], m.num_heads, -1) for x in parts)
+
+    def w_to_torch(vs):
+        return np.concatenate([k.reshape(k.shape[0], -1).T for k in vs], axis=0)
+
+    def b_to_vars(b):
+        return tuple(x.reshape(m.num_heads, -1) for x in np.split(b, 3))
+
+    def b_to_torch(vs):
+        return np.concatenate([b.reshape(-1) for b in vs])
+
+    out_path = path + ("out",)
+    out = [
+        Entry(p + "in_proj_weight", tuple(q + ("kernel",) for q in qkv), w_to_vars, w_to_torch),
+        Entry(
+            p + "out_proj.weight",
+            (out_path + ("kernel",),),
+            lambda w: (w.T.reshape(m.num_heads, -1, w.shape[0]),),
+            lambda vs: vs[0].reshape(-1, vs[0].shape[-1]).T,
+        ),
+    ]
+    if m.use_bias:
+        out.append(Entry(p + "in_proj_bias", tuple(q + ("bias",) for q in qkv), b_to_vars, b_to_torch))
+        out.append(Entry(p + "out_proj.bias", (out_path + ("bias",),), *_IDENTITY))
+    return out
+
+
+def _embed_entries(p: str, path: Path_, m) -> list[Entry]:
+    return [Entry(p + "weight", (path + ("embedding",),), *_IDENTITY)]
+
+
+_HANDLERS: list[tuple[type, Callable[[str, Path_, Any], list[Entry]]]] = [
+    (nnx.Linear, _linear_entries),
+    (nnx.Conv, _conv_entries),
+    (nnx.LayerNorm, _norm_entries),
+    (nnx.BatchNorm, _norm_entries),
+    (nnx.MultiHeadAttention, _mha_entries),
+    (nnx.Embed, _embed_entries),
+]
+
+_SKIPPED_VARIABLES = (nnx.RngState, nnx.Intermediate)
+
+
+def _torch_name(path: Path_, nodes: dict[Path_, Any]) -> str:
+    parts = []
+    for i, part in enumerate(path):
+        if part == "layers" and isinstance(nodes.get(path[:i]), nnx.Sequential):
+            continue
+        parts.append(str(part))
+    return ".".join(parts)
+
+
+def _flat_variables(tree) -> dict[Path_, Any]:
+    return {tuple(path): var for path, var in nnx.to_flat_state(nnx.state(tree))}
+
+
+def _value(x) -> np.ndarray:
+    if isinstance(x, nnx.Variable):
+        x = x.get_value()
+    if isinstance(x, jax.ShapeDtypeStruct):  # an abstract module: a zero-stride stand-in
+        return np.broadcast_to(np.zeros((), x.dtype), x.shape)
+    return np.asarray(x)
+
+
+def _abstract_paths(module: nnx.Module) -> list[str]:
+    return [
+        ".".join(map(str, p))
+        for p, v in _flat_variables(module).items()
+        if isinstance(v.get_value(), jax.ShapeDtypeStruct)
+    ]
+
+
+def from_torch_state_dict(factory: Callable[[], nnx.Module], state_dict: dict[str, Any], *, source: str = "state dict"):
+    """``factory()``'s module filled from ``state_dict``, without initialising random weights.
+
+    The module is first built abstractly (``nnx.eval_shape``: shapes only, so a large model is
+    not drawn just to be overwritten), then loaded strictly. If the abstract build leaves
+    variables the state dict cannot fill (e.g. RNG state kept by a module), it is built for real.
+    """
+    module = nnx.eval_shape(factory)
+    load_torch_state_dict(module, state_dict, source=source)
+    if _abstract_paths(module):
+        module = load_torch_state_dict(factory(), state_dict, source=source)
+    return module
+
+
+def torch_entries(module: nnx.Module) -> list[Entry]:
+    """Every torch key of ``module`` (in tree order), with its NNX variables and conversions."""
+    nodes = {tuple(p): n for p, n in nnx.iter_graph(module) if isinstance(n, nnx.Module)}
+    variables = _flat_variables(module)
+    entries: list[Entry] = []
+    handled: list[Path_] = []
+    for path in sorted(nodes, key=len):
+        if any(path[: len(h)] == h for h in handled):
+            continue
+        node = nodes[path]
+        prefix = _torch_name(path, nodes)
+        prefix = prefix + "." if prefix else ""
+        for cls, handler in _HANDLERS:
+            if isinstance(node, cls):
+                entries.extend(handler(prefix, path, node))
+                handled.append(path)
+                break
+        else:
+            if hasattr(node, "torch_constants"):
+                for name, arr in node.torch_constants().items():
+                    entries.append(
+                        Entry(prefix + name, (), lambda a: (), lambda vs: None, optional=True, constant=np.asarray(arr))
+                    )
+    for path, var in variables.items():
+        if isinstance(var, _SKIPPED_VARIABLES) or any(path[: len(h)] == h for h in handled):
+            continue
+        entries.append(Entry(_torch_name(path, nodes), (path,), *_IDENTITY))
+    names = [e.torch_name for e in entries]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"{type(module).__name__}: several NNX variables map to the torch keys {dupes}")
+    return entries
+
+
+def strip_prefix(state_dict: dict[str, np.ndarray], prefixes=("module.", "_orig_mod.")) -> dict[str, np.ndarray]:
+    """Drop wrapper prefixes every key shares (DDP's ``module.``, ``torch.compile``'s ``_orig_mod.``)."""
+    changed = True
+    while changed and state_dict:
+        changed = False
+        for pre in prefixes:
+            if all(k.startswith(pre) for k in state_dict):
+                state_dict = {k[len(pre):]: v for k, v in state_dict.items()}
+                changed = True
+    return state_dict
+
+
+def load_torch_state_dict(module: nnx.Module, state_dict: dict[str, Any], *, source: str = "state dict") -> nnx.Module:
+    """Fill ``module`` in place from a torch ``state_dict`` (original names), strictly.
+
+    Every required key must be present with the torch shape, and every key must be used; a
+    mismatch raises :class:`StateDictError` listing the missing, unexpected and mis-shaped keys
+    (nothing is assigned then). Values are cast to the variables' dtypes. Returns ``module``.
+    """
+    sd = {k: np.asarray(v) for k, v in state_dict.items()}
+    entries = torch_entries(module)
+    variables = _flat_variables(module)
+    missing, bad_shape, bad_value, updates = [], [], [], []
+    for e in entries:
+        if e.torch_name not in sd:
+            if not e.optional:
+                missing.append(e.torch_name)
+            continue
+        arr = sd[e.torch_name]
+        if e.constant is not None:
+            if arr.shape != e.constant.shape:
+                bad_shape.append(f"{e.torch_name}: {arr.shape}, expected {e.constant.shape}")
+            elif not np.allclose(arr, e.constant, rtol=0.0, atol=1e-3):
+                bad_value.append(e.torch_name)
+            continue
+        if not e.var_paths:
+            continue  # accepted and unused (BatchNorm's num_batches_tracked)
+        expected = e.to_torch(tuple(_value(variables[p]) for p in e.var_paths)).shape
+        if arr.shape != expected:
+            bad_shape.append(f"{e.torch_name}: {arr.shape}, expected {tuple(expected)}")
+            continue
+        updates.append((e, arr))
+    known = {e.torch_name for e in entries}
+    unexpected = sorted(k for k in sd if k not in known)
+    if missing or unexpected or bad_shape or bad_value:
+        lines = [f"{source} does not match {type(module).__name__}:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {missing}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {unexpected}")
+        if bad_shape:
+            lines.append(f"  mis-shaped keys ({len(bad_shape)}): {bad_shape}")
+        if bad_value:
+            lines.append(f"  constant buffers with other values ({len(bad_value)}): {bad_value}")
+        raise StateDictError("\n".join(lines))
+    for e, arr in updates:
+        for path, val in zip(e.var_paths, e.to_vars(arr)):
+            var = variables[path]
+            dtype = _value(var).dtype
+            var.set_value(jnp.asarray(np.asarray(val, dtype=dtype)))
+    return module
+
+
+def torch_state_dict(module: nnx.Module, state: nnx.State | None = None) -> dict[str, np.ndarray]:
+    """Torch-named, torch-layout arrays of ``module``'s variables, or of ``state``.
+
+    ``state`` is any NNX state with the module's paths, e.g. parameter gradients from
+    ``jax.grad`` over ``nnx.state(model, nnx.Param)``: keys whose variables it lacks are left out.
+    Without ``state`` the result is a full torch ``state_dict`` (constant buffers included).
+    """
+    flat = _flat_variables(module) if state is None else {tuple(p): v for p, v in nnx.to_flat_state(state)}
+    out: dict[str, np.ndarray] = {}
+    for e in torch_entries(module):
+        if e.constant is not None:
+            if state is None:
+                out[e.torch_name] = e.constant
+            continue
+        if not e.var_paths or not all(p in flat for p in e.var_paths):
+            continue
+        out[e.torch_name] = np.asarray(e.to_torch(tuple(_value(flat[p]) for p in e.var_paths)))
+    return out

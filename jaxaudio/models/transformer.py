@@ -1,0 +1,267 @@
+"""The original's ``SimpleTransformer``: a single stage, or the 2-stage cascade with an agent.
+
+Single stage (``num_transformer_layers=1``), on ``x = input [B, D, T]`` seen as ``[B, T, D]``::
+
+    out = output_proj(post_norm(transformer(input_norm(x)))) + x        (no position encoding)
+
+Cascade (``num_transformer_layers > 1``; always exactly 2 stages, as the original)::
+
+    agent (optional)     input', target' = masked + RMS-restored (masking agent)
+                         input'          = composed pattern        (compositional agent)
+    stage 0 on concat(input'~, target')              [B, 2D, T], residual (input' + target') / 2
+    stage 1 on concat(input'~, out0, target'~)       [B, 3D, T], residual (input' + out0 + target') / 3
+    each stage:  y = output_proj(post_norm(transformer(input_norm(pos_encoding(x))))) + residual
+                 y = y * clip(sqrt((rms(input')^2 + rms(target')^2) / 2) / (rms(y) + 1e-8), 0.7, 1.5)
+
+``~`` marks the anti-cheating noise (training only, ``anti_cheating * std(x) * N(0, 1)`` from the
+``noise`` stream). ``rms(x) = sqrt(mean_{D,T}(x^2) + 1e-8)`` per sample. ``output_proj`` is a
+spectral-normalised linear layer (:mod:`jaxaudio.models.spectral_norm`).
+
+The forward returns :class:`TransformerOutput`; element ``i`` is the original's ``i``-th return
+value (the single stage's missing losses are ``None``). Agent statistics come back in ``stats``
+from the agent's own forward: nothing is computed twice and nothing is stored on ``self``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxaudio.models.layers import PositionalEncoding, TransformerEncoder, layer_norm
+from jaxaudio.models.spectral_norm import SpectralNormLinear
+
+RMS_EPS = 1e-8
+SCALE_MIN, SCALE_MAX = 0.7, 1.5
+NUM_CASCADE_STAGES = 2
+
+
+class TransformerOutput(NamedTuple):
+    """``output [B, D, T]``, the agent's regulariser and balance losses (or None), statistics."""
+
+    output: jax.Array
+    mask_reg_loss: jax.Array | None
+    balance_loss: jax.Array | None
+    stats: dict[str, jax.Array]
+
+
+def _import_agent(package: str, name: str, flag: str):
+    """The agent class ``name`` from ``package`` (or its ``agent`` module), with a clear error."""
+    errors = []
+    for mod_name in (package, f"{package}.agent"):
+        try:
+            mod = importlib.import_module(mod_name)
+        except ImportError as e:
+            errors.append(f"{mod_name}: {e}")
+            continue
+        if hasattr(mod, name):
+            return getattr(mod, name), mod
+        errors.append(f"{mod_name} has no {name}")
+    raise ImportError(f"SimpleTransformer({flag}=True) needs {package}.{name}: " + "; ".join(errors))
+
+
+def _rms(x: jax.Array) -> jax.Array:
+    """Per-sample RMS over ``(D, T)``: ``[B, D, T] -> [B, 1, 1]``."""
+    return jnp.sqrt(jnp.mean(jnp.square(x), axis=(1, 2), keepdims=True) + RMS_EPS)
+
+
+def _unbiased_std(x: jax.Array) -> jax.Array:
+    """torch's ``x.std()`` over every element (n - 1), with a zero gradient on constant input
+    (where torch's gradient is NaN) so silence trains."""
+    var = jnp.var(x, ddof=1)
+    positive = var > 0
+    return jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
+
+
+def rms_rescale(y: jax.Array, goal_rms: jax.Array) -> jax.Array:
+    """``y * clip(goal_rms / (rms(y) + 1e-8), 0.7, 1.5)``: the cascade's per-sample level match.
+
+    The clamp keeps a stage from amplifying (or attenuating) by more than the original allows.
+    """
+    return y * jnp.clip(goal_rms / (_rms(y) + RMS_EPS), SCALE_MIN, SCALE_MAX)
+
+
+def _btd(x: jax.Array) -> jax.Array:
+    return jnp.swapaxes(x, 1, 2)
+
+
+class CascadeStage(nnx.Module):
+    """One stage: ``[B, T, d_model] -> [B, T, encoding_dim]`` (before residual and RMS scale)."""
+
+    def __init__(self, d_model: int, encoding_dim: int, nhead: int, num_layers: int, dropout: float, *, rngs: nnx.Rngs):
+        self.pos_encoding = PositionalEncoding(d_model, dropout)
+        self.input_norm = layer_norm(d_model, rngs=rngs)
+        self.transformer = TransformerEncoder(
+            d_model, nhead, num_layers, 4 * d_model, dropout, "gelu", batch_first=True, rngs=rngs
+        )
+        self.post_norm = layer_norm(d_model, rngs=rngs)
+        self.output_proj = SpectralNormLinear(d_model, encoding_dim, rngs=rngs)
+
+    def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
+        x = self.pos_encoding(x, train=train, rngs=rngs)
+        x = self.input_norm(x)
+        x = self.transformer(x, train=train, rngs=rngs)
+        return self.output_proj(self.post_norm(x), train=train)
+
+
+class SimpleTransformer(nnx.Module):
+    """Transformer over codec latents ``[B, D, T]``; see the module docstring for the data flow.
+
+    Constructor arguments are the original's. ``component_dim``, ``composer_heads``,
+    ``composer_layers`` and ``novelty_weight`` configure the compositional agent (the original
+    hard-codes 64, 8, 4 and 0.1). As in the original, the agents exist only in the cascade and the
+    compositional agent wins when both flags are set.
+    """
+
+    def __init__(
+        self,
+        encoding_dim: int = 128,
+        nhead: int = 8,
+        num_layers: int = 4,
+        dropout: float = 0.1,
+        num_transformer_layers: int = 1,
+        anti_cheating: float = 0.0,
+        use_creative_agent: bool = False,
+        use_compositional_agent: bool = False,
+        *,
+        component_dim: int = 64,
+        composer_heads: int = 8,
+        composer_layers: int = 4,
+        novelty_weight: float = 0.1,
+        rngs: nnx.Rngs,
+    ):
+        if num_transformer_layers < 1:
+            raise ValueError(f"num_transformer_layers must be >= 1, got {num_transformer_layers}")
+        self.encoding_dim = encoding_dim
+        self.nhead = nhead
+        self.num_layers = num_layers
+        self.dropout = dropout
+        self.num_transformer_layers = num_transformer_layers
+        self.anti_cheating = anti_cheating
+        self.use_compositional = False
+        self._restore_rms = None
+        agent = None
+        cascade = num_transformer_layers > 1
+        if cascade and use_compositional_agent:
+            agent_cls, _ = _import_agent(
+                "jaxaudio.agents.compositional", "CompositionalCreativeAgent", "use_compositional_agent"
+            )
+            agent = agent_cls(
+                encoding_dim=encoding_dim,
+                component_dim=component_dim,
+                composer_heads=composer_heads,
+                composer_layers=composer_layers,
+                novelty_weight=novelty_weight,
+                rngs=rngs,
+            )
+            self.use_compositional = True
+        elif cascade and use_creative_agent:
+            agent_cls, mod = _import_agent("jaxaudio.agents.masking", "CreativeAgent", "use_creative_agent")
+            if not hasattr(mod, "restore_rms"):
+                raise ImportError(f"SimpleTransformer(use_creative_agent=True) needs {mod.__name__}.restore_rms")
+            agent = agent_cls(encoding_dim, use_discriminator=True, rngs=rngs)
+            self._restore_rms = mod.restore_rms
+        # Assigned once: NNX fixes an attribute as data or static on its first assignment.
+        self.creative_agent = agent
+
+        if not cascade:
+            self.input_norm = layer_norm(encoding_dim, rngs=rngs)
+            self.transformer = TransformerEncoder(
+                encoding_dim, nhead, num_layers, 4 * encoding_dim, dropout, "gelu", batch_first=True, rngs=rngs
+            )
+            self.post_norm = layer_norm(encoding_dim, rngs=rngs)
+            self.output_proj = SpectralNormLinear(encoding_dim, encoding_dim, rngs=rngs)
+        else:
+            self.cascade_stages = nnx.List(
+                [
+                    CascadeStage((2 + i) * encoding_dim, encoding_dim, nhead, num_layers, dropout, rngs=rngs)
+                    for i in range(NUM_CASCADE_STAGES)
+                ]
+            )
+
+    def _needs_rngs(self) -> bool:
+        if self.num_transformer_layers > 1 and self.anti_cheating > 0:
+            return True
+        return any(
+            isinstance(node, nnx.Dropout) and node.rate > 0.0 for _, node in nnx.iter_graph(self)
+        )
+
+    def _noisy(self, x: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
+        if not train or self.anti_cheating <= 0:
+            return x
+        noise = jax.random.normal(rngs.noise(), x.shape, x.dtype)
+        return x + noise * self.anti_cheating * _unbiased_std(x)
+
+    def __call__(
+        self,
+        encoded_input: jax.Array,
+        encoded_target: jax.Array | None = None,
+        *,
+        train: bool = False,
+        rngs: nnx.Rngs | None = None,
+        hard_masks: bool = False,
+    ) -> TransformerOutput:
+        """``encoded_input`` (and, for the cascade, ``encoded_target``) ``[B, D, T]`` -> output ``[B, D, T]``."""
+        if encoded_input.ndim != 3 or encoded_input.shape[1] != self.encoding_dim:
+            raise ValueError(
+                f"encoded_input must be [B, {self.encoding_dim}, T] (encoding_dim={self.encoding_dim}), "
+                f"got shape {tuple(encoded_input.shape)}"
+            )
+        if train and rngs is None and self._needs_rngs():
+            raise ValueError(
+                "SimpleTransformer(train=True) draws dropout/anti-cheating noise: pass "
+                "rngs=nnx.Rngs(dropout=key1, noise=key2) (or set every dropout rate and anti_cheating to 0)"
+            )
+        if self.num_transformer_layers == 1:
+            return self._single(encoded_input, train, rngs)
+        if encoded_target is None:
+            raise ValueError("encoded_target is required in cascade mode (num_transformer_layers > 1)")
+        if encoded_target.shape != encoded_input.shape:
+            raise ValueError(
+                f"encoded_target shape {tuple(encoded_target.shape)} != encoded_input shape "
+                f"{tuple(encoded_input.shape)}"
+            )
+        return self._cascade(encoded_input, encoded_target, train, rngs, hard_masks)
+
+    def _single(self, encoded_input, train, rngs) -> TransformerOutput:
+        x = _btd(encoded_input)
+        h = self.transformer(self.input_norm(x), train=train, rngs=rngs)
+        out = self.output_proj(self.post_norm(h), train=train) + x
+        return TransformerOutput(_btd(out), None, None, {})
+
+    def _apply_agent(self, encoded_input, encoded_target, train, rngs, hard_masks):
+        if self.creative_agent is None:
+            return encoded_input, encoded_target, None, None, {}
+        if self.use_compositional:
+            creative_output, loss, stats = self.creative_agent(
+                encoded_input, encoded_target, train=train, rngs=rngs
+            )
+            return creative_output, encoded_target, loss, None, dict(stats)
+        masks = self.creative_agent.generate_creative_masks(
+            encoded_input, encoded_target, hard=hard_masks, train=train, rngs=rngs
+        )
+        # Masking removes about half the energy; the original restores each sample's RMS.
+        inp = self._restore_rms(masks.masked_input, encoded_input)
+        tgt = self._restore_rms(masks.masked_target, encoded_target)
+        return inp, tgt, masks.reg_loss, masks.balance_loss, dict(masks.stats)
+
+    def _cascade(self, encoded_input, encoded_target, train, rngs, hard_masks) -> TransformerOutput:
+        inp, tgt, mask_reg_loss, balance_loss, stats = self._apply_agent(
+            encoded_input, encoded_target, train, rngs, hard_masks
+        )
+        noisy_input = self._noisy(inp, train, rngs)
+        input_rms, target_rms = _rms(inp), _rms(tgt)
+        goal_rms = jnp.sqrt((jnp.square(input_rms) + jnp.square(target_rms)) / 2.0)
+        out = None
+        for idx, stage in enumerate(self.cascade_stages):
+            if idx == 0:
+                residual = 0.5 * (inp + tgt)
+                x = jnp.concatenate([noisy_input, tgt], axis=1)
+            else:
+                residual = (inp + out + tgt) / 3.0
+                x = jnp.concatenate([noisy_input, out, self._noisy(tgt, train, rngs)], axis=1)
+            out = rms_rescale(_btd(stage(_btd(x), train=train, rngs=rngs)) + residual, goal_rms)
+        return TransformerOutput(out, mask_reg_loss, balance_loss, stats)
