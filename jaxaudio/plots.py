@@ -1,0 +1,83 @@
+"""Waveform and spectrogram figures of (input, target, output) triples, as PNG files.
+
+Used by the trainer (validation samples logged to MLflow) and by `python -m jaxaudio.generate`.
+matplotlib runs headless (Agg); nothing is shown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_waveforms(signals: Mapping[str, np.ndarray], sample_rate: int, path: str | Path,
+                   title: str | None = None) -> Path:
+    """One row per named mono signal ``[N]``, shared time axis in seconds."""
+    plt = _pyplot()
+    n = len(signals)
+    fig, axes = plt.subplots(n, 1, figsize=(12, 2.2 * n), sharex=True, squeeze=False)
+    for ax, (name, x) in zip(axes[:, 0], signals.items()):
+        x = np.asarray(x, dtype=np.float32).reshape(-1)
+        t = np.arange(x.size) / float(sample_rate)
+        ax.plot(t, x, linewidth=0.5)
+        rms = float(np.sqrt(np.mean(x**2))) if x.size else 0.0
+        ax.set_ylabel(name)
+        ax.set_title(f"{name} (RMS {rms:.4f})", fontsize=9, loc="left")
+        ax.set_ylim(-1.05, 1.05)
+    axes[-1, 0].set_xlabel("time (s)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def log_spectrogram(x: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
+    """``[F, frames]`` magnitude in dB (NumPy, periodic Hann, centred with reflect padding)."""
+    x = np.asarray(x, dtype=np.float64).reshape(-1)
+    if x.size < n_fft:
+        x = np.pad(x, (0, n_fft - x.size))
+    pad = n_fft // 2
+    x = np.pad(x, (pad, pad), mode="reflect")
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    frames = 1 + (x.size - n_fft) // hop
+    idx = np.arange(n_fft)[None, :] + hop * np.arange(frames)[:, None]
+    spec = np.abs(np.fft.rfft(x[idx] * window, axis=-1)).T
+    return 20.0 * np.log10(spec + 1e-6)
+
+
+def plot_spectrograms(signals: Mapping[str, np.ndarray], sample_rate: int, path: str | Path,
+                      title: str | None = None) -> Path:
+    plt = _pyplot()
+    n = len(signals)
+    fig, axes = plt.subplots(n, 1, figsize=(12, 2.6 * n), sharex=True, squeeze=False)
+    hop = 256
+    for ax, (name, x) in zip(axes[:, 0], signals.items()):
+        s = log_spectrogram(x, hop=hop)
+        top = float(s.max()) if s.size else 0.0
+        extent = (0.0, s.shape[1] * hop / sample_rate, 0.0, sample_rate / 2000.0)
+        im = ax.imshow(s, origin="lower", aspect="auto", extent=extent, vmin=top - 80, vmax=top,
+                       cmap="magma")
+        ax.set_ylabel(f"{name}\nkHz")
+        fig.colorbar(im, ax=ax, label="dB")
+    axes[-1, 0].set_xlabel("time (s)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -1,0 +1,53 @@
+"""`python -m jaxaudio.train`: train the cascade transformer (see `--help`).
+
+With no arguments it runs the built-in default: a synthetic dataset made on first use, the
+weight-free MDCT codec and a small cascade, a few minutes on a CPU.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    from jaxaudio.training.cli import parse_config
+    from jaxaudio.training.config import ConfigError
+
+    try:
+        cfg = parse_config(argv)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("absl", "jax._src", "orbax", "alembic", "mlflow", "urllib3", "numba"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+    import jax
+
+    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        # Re-runs of the same configuration skip XLA compilation (a persistent cache).
+        cache = os.path.join(os.path.expanduser("~"), ".cache", "jaxaudio", "xla")
+        jax.config.update("jax_compilation_cache_dir", cache)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+    from jaxaudio.training.utils import initialize_distributed
+
+    initialize_distributed()
+    from jaxaudio.codecs.encodec import EncodecWeightsError
+    from jaxaudio.data.pairs import BadFileError
+    from jaxaudio.training.checkpoint import CheckpointError
+    from jaxaudio.training.trainer import fit
+
+    try:
+        return fit(cfg)
+    except (ConfigError, CheckpointError, BadFileError, EncodecWeightsError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,153 @@
+"""Metric accumulation without host syncs, and the tracker the loop logs through.
+
+The train step returns one flat dict of scalar arrays. :class:`MetricAccumulator` sums them on
+the device and is read once per epoch, so the loop never waits on a step to finish. The loop
+logs through a tiny :class:`Tracker` interface (params, metrics, artifacts, finish): MLflow on
+process 0, nothing elsewhere, so the loop never imports a logging backend itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class MetricAccumulator:
+    """Sums per-step metric dicts on the device; `means()` fetches once.
+
+    Keys named ``count_*`` are summed, not averaged (e.g. skipped steps).
+    """
+
+    def __init__(self) -> None:
+        self._sum: dict[str, jax.Array] | None = None
+        self._n = 0
+
+    def add(self, metrics: Mapping[str, jax.Array]) -> None:
+        if self._sum is None:
+            self._sum = dict(metrics)
+        else:
+            self._sum = jax.tree.map(jnp.add, self._sum, dict(metrics))
+        self._n += 1
+
+    @property
+    def steps(self) -> int:
+        return self._n
+
+    def state(self) -> dict[str, Any] | None:
+        """Host copy of the running sums (saved in an interrupted checkpoint)."""
+        if not self._sum:
+            return None
+        return {"n": self._n, "sums": {k: float(v) for k, v in jax.device_get(self._sum).items()}}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any] | None) -> "MetricAccumulator":
+        acc = cls()
+        if state:
+            acc._n = int(state["n"])
+            acc._sum = {k: jnp.asarray(v, jnp.float32) for k, v in state["sums"].items()}
+        return acc
+
+    def means(self) -> dict[str, float]:
+        if not self._sum:
+            return {}
+        host = jax.device_get(self._sum)
+        return {
+            k: float(v) if k.startswith("count_") else float(v) / self._n
+            for k, v in host.items()
+        }
+
+
+class Tracker(Protocol):
+    def log_params(self, params: Mapping[str, Any]) -> None: ...
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+
+    def log_artifact(self, path: str | os.PathLike, artifact_path: str | None = None) -> None: ...
+
+    def finish(self, status: str = "FINISHED") -> None: ...
+
+    @property
+    def where(self) -> str: ...
+
+
+class NullTracker:
+    """Logs nothing (other processes, or --no_mlflow)."""
+
+    where = "(MLflow disabled)"
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        pass
+
+    def log_artifact(self, path, artifact_path=None) -> None:
+        pass
+
+    def finish(self, status: str = "FINISHED") -> None:
+        pass
+
+
+class MLflowTracker:
+    """An MLflow run; `sqlite:///mlruns.db` by default (the file store errors in MLflow >= 3.13)."""
+
+    def __init__(self, uri: str, experiment: str, run_name: str, run_id: str | None = None):
+        import mlflow  # imported here: the loop and the GPU image need not have it
+
+        os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self._mlflow = mlflow
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(experiment)
+        self._run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
+        self.run_id = self._run.info.run_id
+        self.uri = uri
+        self._finished = False
+
+    @property
+    def where(self) -> str:
+        return f"MLflow run {self.run_id} at {self.uri} (view with: mlflow ui --backend-store-uri {self.uri})"
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        clean = {k: ("None" if v is None else v) for k, v in params.items()}
+        self._mlflow.log_params(clean)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        finite = {k: float(v) for k, v in metrics.items() if np.isfinite(v)}
+        self._mlflow.log_metrics(finite, step=step)
+
+    def log_artifact(self, path, artifact_path=None) -> None:
+        self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+    def finish(self, status: str = "FINISHED") -> None:
+        if not self._finished:
+            self._mlflow.end_run(status=status)
+            self._finished = True
+
+
+def make_tracker(enabled: bool, uri: str, run_name: str, run_id: str | None = None) -> Tracker:
+    """MLflow on process 0 when enabled; a :class:`NullTracker` everywhere else."""
+    if not enabled or jax.process_index() != 0:
+        return NullTracker()
+    return MLflowTracker(uri, experiment="jaxaudio", run_name=run_name, run_id=run_id)
+
+
+def summarize(prefix: str, means: Mapping[str, float]) -> dict[str, float]:
+    """Step-metric names to the original's MLflow names (``train_loss``, ``val_mel``, ...)."""
+    return {f"{prefix}_{k}": v for k, v in means.items()}
+
+
+def write_metrics_line(path: Path, epoch: int, metrics: Mapping[str, float]) -> None:
+    """Append one JSON line per epoch next to the checkpoints (readable without MLflow)."""
+    import json
+
+    with open(path, "a") as f:
+        f.write(json.dumps({"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}) + "\n")

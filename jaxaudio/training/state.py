@@ -1,0 +1,94 @@
+"""The train state: model and discriminator as (graphdef, arrays), their optimizers, the step.
+
+Everything that changes during training lives in one pytree (:class:`TrainState`), so the step
+is a pure function of it, a checkpoint is one orbax save, and a resume restores everything
+(spectral-norm vectors and BatchNorm statistics are the model's non-parameter ``buffers``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from jaxaudio.training.config import TrainConfig
+
+
+@jax.tree_util.register_dataclass
+@dataclass
+class TrainState:
+    step: jax.Array  # int32, optimizer steps taken (skipped ones included)
+    params: Any  # nnx.State of the model's nnx.Param
+    buffers: Any  # nnx.State of everything else (spectral-norm u/v, BatchNorm statistics)
+    opt_state: Any
+    disc_params: Any  # None without the GAN
+    disc_buffers: Any
+    disc_opt_state: Any
+    nonfinite_run: jax.Array  # int32, consecutive skipped (non-finite) updates
+
+
+def generator_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """AdamW (torch defaults: betas 0.9/0.999, eps 1e-8, decay on every parameter) after a
+    global-norm clip; the learning rate is a hyperparameter the plateau scheduler sets."""
+    return optax.chain(
+        optax.clip_by_global_norm(cfg.grad_clip),
+        optax.inject_hyperparams(optax.adamw)(
+            learning_rate=cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay
+        ),
+    )
+
+
+def discriminator_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
+    """The original's GAN optimiser: AdamW betas 0.5/0.999 at ``disc_lr``, clip 1.0."""
+    return optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.adamw(cfg.disc_lr_value, b1=0.5, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay),
+    )
+
+
+def split_module(module: nnx.Module) -> tuple[nnx.GraphDef, Any, Any]:
+    """``(graphdef, params, buffers)``: trainable ``nnx.Param`` and everything else."""
+    graphdef, params, buffers = nnx.split(module, nnx.Param, ...)
+    return graphdef, params, buffers
+
+
+def init_state(cfg: TrainConfig, model: nnx.Module, disc: nnx.Module | None):
+    """Build the state and the static parts the step needs (graphdefs, optimizers)."""
+    graphdef, params, buffers = split_module(model)
+    opt = generator_optimizer(cfg)
+    d_graphdef = d_params = d_buffers = d_opt_state = None
+    d_opt = None
+    if disc is not None:
+        d_graphdef, d_params, d_buffers = split_module(disc)
+        d_opt = discriminator_optimizer(cfg)
+        d_opt_state = d_opt.init(d_params)
+    state = TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        buffers=buffers,
+        opt_state=opt.init(params),
+        disc_params=d_params,
+        disc_buffers=d_buffers,
+        disc_opt_state=d_opt_state,
+        nonfinite_run=jnp.zeros((), jnp.int32),
+    )
+    statics = dict(graphdef=graphdef, opt=opt, disc_graphdef=d_graphdef, disc_opt=d_opt)
+    return state, statics
+
+
+def learning_rate(state: TrainState) -> jax.Array:
+    return state.opt_state[1].hyperparams["learning_rate"]
+
+
+def with_learning_rate(state: TrainState, lr: float) -> TrainState:
+    """A copy of ``state`` whose generator learning rate is ``lr`` (same sharding and dtype)."""
+    clip_state, inject = state.opt_state
+    old = inject.hyperparams["learning_rate"]
+    new = jax.device_put(jnp.asarray(lr, old.dtype), old.sharding)
+    hyper = dict(inject.hyperparams, learning_rate=new)
+    opt_state = (clip_state, inject._replace(hyperparams=hyper))
+    return TrainState(**{**state.__dict__, "opt_state": opt_state})

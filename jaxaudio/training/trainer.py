@@ -1,0 +1,303 @@
+"""The epoch loop: train, validate, schedule, checkpoint, log; resumable at any step.
+
+Reads top to bottom: :func:`fit` builds everything from the config, restores a checkpoint if
+asked, then runs epochs. Each train step is dispatched without waiting for the previous one;
+the loop reads a step's metrics only one step later (for the progress bar and the non-finite
+check), so the accelerator is never idle on the host. SIGINT/SIGTERM finish the current step,
+write ``interrupted_checkpoint`` (with the data position and the epoch's partial metrics),
+and exit cleanly; ``--resume`` continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+from tqdm import tqdm
+
+from jaxaudio.training import checkpoint as ckpt
+from jaxaudio.training.config import TrainConfig
+from jaxaudio.training.metrics import MetricAccumulator, make_tracker, write_metrics_line
+from jaxaudio.training.setup import (build_codec, build_data, build_discriminator, build_mesh,
+                                     build_model, ensure_builtin_dataset, make_to_global,
+                                     replicate)
+from jaxaudio.training.state import init_state, learning_rate, with_learning_rate
+from jaxaudio.training.step import BATCH_KEYS, Steps
+from jaxaudio.training.utils import ReduceLROnPlateau, StopFlag, count_params
+from jaxaudio.training.validator import log_samples, validate_epoch
+
+log = logging.getLogger(__name__)
+
+# Flags whose change makes a checkpoint's arrays or meaning incompatible.
+SHAPE_KEYS = ("encoding_dim", "nhead", "num_layers", "num_transformer_layers",
+              "use_creative_agent", "use_compositional_agent", "codec", "seed", "batch_size",
+              "dataset_folder", "clip_seconds", "shuffle_targets")
+
+
+class NonFiniteError(RuntimeError):
+    pass
+
+
+def curriculum_counter(cfg: TrainConfig, epoch: int) -> int:
+    return epoch - cfg.gan_curriculum_start_epoch + 1 if epoch >= cfg.gan_curriculum_start_epoch else 0
+
+
+def curriculum_alpha(cfg: TrainConfig, epoch: int) -> float:
+    return min(cfg.gan_noise_ceiling, cfg.pure_gan_mode * curriculum_counter(cfg, epoch))
+
+
+class Run:
+    """One training run's mutable host-side state (everything else is in ``self.state``)."""
+
+    def __init__(self, cfg: TrainConfig, devices: list | None = None):
+        self.cfg = cfg
+        self.main = jax.process_index() == 0
+        ensure_builtin_dataset(cfg)
+        self.codec = build_codec(cfg)
+        self.mesh = build_mesh(devices)
+        self.data = build_data(cfg, self.codec, self.mesh)
+        codec_graphdef, codec_state = nnx.split(self.codec)
+        self.codec_state = replicate(codec_state, self.mesh)
+        model = build_model(cfg)
+        disc = build_discriminator(cfg)
+        state, statics = init_state(cfg, model, disc)
+        self.num_params = count_params(state.params)
+        self.state = replicate(state, self.mesh)
+        self.steps = Steps(cfg, statics, codec_graphdef, self.mesh)
+        self.train_to_global = make_to_global(self.mesh, BATCH_KEYS + ("input_raw",))
+        self.val_to_global = make_to_global(self.mesh, BATCH_KEYS + ("input_raw", "valid"))
+        self.scheduler = ReduceLROnPlateau(lr=cfg.lr)
+        self.epoch = 0
+        self.start_batch = 0
+        self.best_val_loss = math.inf
+        self.patience_counter = 0
+        self.partial: dict[str, Any] | None = None
+        self.run_id: str | None = None
+        self.ckpt_dir = Path(cfg.checkpoint_dir)
+        if cfg.resume:
+            self._restore(cfg.resume)
+        self.tracker = make_tracker(not cfg.no_mlflow, cfg.mlflow_uri,
+                                    run_name=self._run_name(), run_id=self.run_id)
+        self.run_id = getattr(self.tracker, "run_id", None)
+
+    def _run_name(self) -> str:
+        c = self.cfg
+        kind = "unity_test" if c.unity_test else ("builtin" if c.builtin else "continuation")
+        return f"{kind}_lr{c.lr}_layers{c.num_layers}"
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def _meta(self, position: dict, partial: dict | None = None) -> dict[str, Any]:
+        return {"config": self.cfg.to_dict(), "epoch": self.epoch, "position": position,
+                "step": int(jax.device_get(self.state.step)),
+                "best_val_loss": None if math.isinf(self.best_val_loss) else self.best_val_loss,
+                "patience_counter": self.patience_counter,
+                "scheduler": self.scheduler.state_dict(),
+                "gan_curriculum_counter": curriculum_counter(self.cfg, self.epoch),
+                "partial_metrics": partial, "mlflow_run_id": self.run_id,
+                "jax_version": jax.__version__}
+
+    def save(self, name: str, position: dict, partial: dict | None = None) -> Path:
+        return ckpt.save_checkpoint(self.ckpt_dir, name, self.state, self._meta(position, partial))
+
+    def _restore(self, path: str) -> None:
+        meta = ckpt.read_meta(path)
+        saved = meta["config"]
+        diffs = [f"--{k}: checkpoint {saved.get(k)!r}, now {getattr(self.cfg, k)!r}"
+                 for k in SHAPE_KEYS if saved.get(k) != getattr(self.cfg, k)]
+        if (saved.get("gan_weight", 0) > 0) != (self.cfg.gan_weight > 0):
+            diffs.append("--gan_weight: one run has a discriminator and the other not")
+        if diffs:
+            raise ckpt.CheckpointError(f"{path}: cannot resume with a different configuration:\n  "
+                                       + "\n  ".join(diffs))
+        try:
+            self.epoch, self.start_batch = self.data.train.resume_position(meta["position"])
+        except (KeyError, ValueError) as e:
+            raise ckpt.CheckpointError(f"{path}: cannot resume here: {e}") from e
+        self.state, _ = ckpt.load_checkpoint(path, self.state)
+        self.best_val_loss = math.inf if meta["best_val_loss"] is None else meta["best_val_loss"]
+        self.patience_counter = meta["patience_counter"]
+        self.scheduler = ReduceLROnPlateau.from_state_dict(meta["scheduler"])
+        self.state = with_learning_rate(self.state, self.scheduler.lr)
+        self.partial = meta.get("partial_metrics") if self.start_batch > 0 else None
+        self.run_id = meta.get("mlflow_run_id")
+        if self.main:
+            print(f"Resumed from {path}: epoch {self.epoch + 1}, batch {self.start_batch}, "
+                  f"step {meta['step']}", flush=True)
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def train_epoch(self, stop: StopFlag) -> dict[str, float] | None:
+        """One epoch (from ``start_batch``); None when interrupted (a checkpoint was saved)."""
+        cfg, steps = self.cfg, self.steps
+        alpha = jnp.asarray(curriculum_alpha(cfg, self.epoch), jnp.float32)
+        acc = MetricAccumulator.from_state(self.partial)
+        self.partial = None
+        it = self.data.train.epoch(self.epoch, start_batch=self.start_batch)
+        bar = tqdm(total=len(self.data.train), initial=self.start_batch,
+                   desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not self.main,
+                   dynamic_ncols=True)
+        pending = None  # (step number, metrics) of the step before this one
+        nonfinite_run, t0, n_steps = 0, time.perf_counter(), 0
+        limit = cfg.stop_after_steps
+        with it, bar:
+            for batch in it:
+                step_no = int(self.state_step_hint) + n_steps
+                self.state, m = steps.train_step(self.state, self.train_to_global(batch),
+                                                 self.codec_state, alpha)
+                acc.add(m)
+                n_steps += 1
+                if pending is not None:
+                    nonfinite_run = self._check(pending, nonfinite_run, bar)
+                pending = (step_no, m)
+                bar.update(1)
+                self.steps_this_process += 1
+                if limit is not None and self.steps_this_process >= limit:
+                    stop.requested, stop.signal_name = True, f"--stop_after_steps {limit}"
+                if (stop.requested and jax.process_count() == 1) or (
+                        jax.process_count() > 1 and n_steps % 10 == 0 and stop.agreed()):
+                    self._check(pending, nonfinite_run, bar)
+                    self.save("interrupted_checkpoint", it.state(), acc.state())
+                    return None
+            if pending is not None:
+                self._check(pending, nonfinite_run, bar)
+        self.state_step_hint += n_steps
+        jax.block_until_ready(self.state.step)
+        elapsed = time.perf_counter() - t0
+        means = acc.means()
+        if n_steps:
+            means["samples_per_second"] = n_steps * self.data.train.global_batch_size / elapsed
+        means["alpha"] = float(alpha)
+        return means
+
+    def _check(self, pending, nonfinite_run: int, bar) -> int:
+        step_no, m = pending
+        skipped = float(m["count_skipped_steps"]) > 0
+        if self.main:
+            bar.set_postfix(loss=f"{float(m['loss']):.4f}", refresh=False)
+        if not skipped:
+            return 0
+        nonfinite_run += 1
+        log.warning("step %d: non-finite loss or gradient norm (loss %s, grad_norm %s); update "
+                    "skipped", step_no, float(m["loss"]), float(m["grad_norm"]))
+        if nonfinite_run >= self.cfg.max_nonfinite_steps:
+            raise NonFiniteError(
+                f"stopping at step {step_no}: {nonfinite_run} consecutive steps had a non-finite "
+                f"loss or gradient norm (last loss {float(m['loss'])}, grad_norm "
+                f"{float(m['grad_norm'])}). The last good parameters were kept; lower --lr or "
+                f"check the data.")
+        return nonfinite_run
+
+    def fit(self) -> int:
+        cfg = self.cfg
+        stop = StopFlag().install()
+        self.state_step_hint = int(jax.device_get(self.state.step))
+        self.steps_this_process = 0
+        if self.main:
+            print(self.describe(), flush=True)
+            if cfg.resume is None:
+                self.tracker.log_params({**cfg.to_dict(), "num_params": self.num_params,
+                                         "num_devices": jax.device_count()})
+        history = self.ckpt_dir / "metrics.jsonl"
+        try:
+            while self.epoch < cfg.epochs:
+                train = self.train_epoch(stop)
+                if train is None:
+                    print(f"\nInterrupted ({stop.signal_name}); saved "
+                          f"{self.ckpt_dir / 'interrupted_checkpoint'}. Continue with: "
+                          f"--resume {self.ckpt_dir / 'interrupted_checkpoint'}", flush=True)
+                    self.tracker.finish("KILLED")
+                    return 0
+                val = validate_epoch(self.steps, self.state, self.data.val, self.epoch,
+                                     self.codec_state, self.val_to_global, self.main)
+                metrics = {**{f"train_{k}": v for k, v in train.items()},
+                           **{f"val_{k}": v for k, v in val.items()},
+                           "learning_rate": float(learning_rate(self.state))}
+                self._end_epoch(metrics)
+                if self.main:
+                    self.tracker.log_metrics(metrics, step=self.epoch + 1)
+                    history.parent.mkdir(parents=True, exist_ok=True)
+                    write_metrics_line(history, self.epoch + 1, metrics)
+                    print(self.summary(metrics), flush=True)
+                    log_samples(self.steps, self.state, self.data.val, self.codec_state,
+                                self.val_to_global, self.tracker, self.epoch, cfg.log_samples,
+                                self.codec.sample_rate)
+                elif cfg.log_samples:
+                    log_samples(self.steps, self.state, self.data.val, self.codec_state,
+                                self.val_to_global, self.tracker, self.epoch, cfg.log_samples,
+                                self.codec.sample_rate)
+                self.epoch += 1
+                self.start_batch = 0
+                done = {"epoch": self.epoch - 1, "batch": len(self.data.train),
+                        **self.data.train.fingerprint()}
+                improved = metrics["val_loss"] < self.best_val_loss
+                if improved:
+                    self.best_val_loss = metrics["val_loss"]
+                    self.patience_counter = 0
+                    self.save("best_model", done)
+                    self.tracker.log_metrics({"best_val_loss": self.best_val_loss}, self.epoch)
+                else:
+                    self.patience_counter += 1
+                if self.epoch % cfg.save_every == 0:
+                    self.save(f"checkpoint_epoch_{self.epoch}", done)
+                if self.patience_counter >= cfg.patience:
+                    if self.main:
+                        print(f"Early stopping: no better validation loss for "
+                              f"{self.patience_counter} epochs", flush=True)
+                    break
+        except NonFiniteError as e:
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            self.tracker.finish("FAILED")
+            return 3
+        finally:
+            stop.restore()
+        self.tracker.log_metrics({"final_best_val_loss": self.best_val_loss}, self.epoch)
+        self.tracker.finish()
+        if self.main:
+            print(f"\nTraining finished. Best validation loss {self.best_val_loss:.6f}\n"
+                  f"  checkpoints: {self.ckpt_dir.resolve()} (best: best_model/)\n"
+                  f"  metrics:     {history.resolve()}\n"
+                  f"  MLflow:      {self.tracker.where}", flush=True)
+        return 0
+
+    def _end_epoch(self, metrics: dict[str, float]) -> None:
+        """The plateau scheduler steps on the validation loss; its rate is used next epoch."""
+        lr = self.scheduler.step(metrics["val_loss"])
+        if lr != float(learning_rate(self.state)):
+            self.state = with_learning_rate(self.state, lr)
+
+    def describe(self) -> str:
+        c = self.cfg
+        return (f"jaxaudio training: {self.data.train_pairs} train / {self.data.val_pairs} val "
+                f"pairs of {c.clip_seconds:g} s from {c.dataset_folder}\n"
+                f"  codec {c.codec} ({self.codec.dim} x {self.codec.frame_rate:g} frames/s); "
+                f"model {'cascade' if c.cascade else 'single stage'}, {c.num_layers} layers, "
+                f"{c.nhead} heads, agent {c.agent or 'none'}, GAN "
+                f"{'on' if c.gan_weight > 0 else 'off'}; {self.num_params:,} parameters\n"
+                f"  {jax.device_count()} {jax.devices()[0].platform} device(s) in "
+                f"{jax.process_count()} process(es); global batch "
+                f"{self.data.train.global_batch_size}; {len(self.data.train)} steps per epoch; "
+                f"precision {c.precision}")
+
+    def summary(self, m: dict[str, float]) -> str:
+        parts = [f"epoch {self.epoch + 1}/{self.cfg.epochs}: train_loss {m['train_loss']:.4f}",
+                 f"val_loss {m.get('val_loss', float('nan')):.4f}"]
+        for k in ("val_rms_input", "val_rms_target", "val_spectral", "val_mel"):
+            if k in m:
+                parts.append(f"{k[4:]} {m[k]:.4f}")
+        parts.append(f"lr {m['learning_rate']:.2e}")
+        if "train_samples_per_second" in m:
+            parts.append(f"{m['train_samples_per_second']:.1f} samples/s")
+        return ", ".join(parts)
+
+
+def fit(cfg: TrainConfig, devices: list | None = None) -> int:
+    """Train ``cfg`` on ``devices`` (default: every device of every process); exit status."""
+    return Run(cfg, devices).fit()

@@ -1,0 +1,81 @@
+"""Validation each epoch, and the audio samples logged beside it.
+
+The validation loss is the original's: the combined audio loss plus ``mask_reg_weight`` times
+the agent's loss, in eval mode. It is computed per clip and averaged over clips, so it does
+not depend on the batch size or the number of devices (the last batch is padded with repeats
+that carry zero weight).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from jaxaudio.training.metrics import MetricAccumulator, Tracker
+
+log = logging.getLogger(__name__)
+
+
+def validate_epoch(steps, state, loader, epoch: int, codec_state, to_global: Callable,
+                   show_progress: bool) -> dict[str, float]:
+    """Mean per-clip validation metrics of one pass over ``loader``."""
+    sums: dict[str, jax.Array] | None = None
+    it = loader.epoch(epoch)
+    with it:
+        for batch in tqdm(it, total=len(it), desc=f"val {epoch + 1}", leave=False,
+                          disable=not show_progress, dynamic_ncols=True):
+            m = steps.eval_step(state, to_global(batch), codec_state)
+            sums = m if sums is None else jax.tree.map(jnp.add, sums, m)
+    if sums is None:
+        return {}
+    host = jax.device_get(sums)
+    count = float(host.pop("count"))
+    return {k: float(v) / max(count, 1.0) for k, v in host.items()}
+
+
+def log_samples(steps, state, loader, codec_state, to_global: Callable, tracker: Tracker,
+                epoch: int, num: int, sample_rate: int) -> list[Path]:
+    """Input, target and output WAVs plus waveform/spectrogram PNGs of the first ``num`` clips."""
+    if num <= 0:
+        return []
+    import soundfile as sf
+
+    from jaxaudio.plots import plot_spectrograms, plot_waveforms
+
+    it = loader.epoch(0)
+    with it:
+        batch = next(iter(it))
+    audio = steps.predict(state, to_global(batch), codec_state)
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        audio = multihost_utils.process_allgather(audio, tiled=True)
+    audio = {k: np.asarray(v, np.float32) for k, v in jax.device_get(audio).items()}
+    written: list[Path] = []
+    if jax.process_index() != 0:
+        return written
+    with tempfile.TemporaryDirectory(prefix="jaxaudio-samples-") as tmp:
+        folder = Path(tmp) / f"epoch_{epoch + 1:04d}"
+        folder.mkdir()
+        for i in range(min(num, audio["output"].shape[0])):
+            sig = {name: audio[name][i, 0] for name in ("input", "target", "output")}
+            for name, x in sig.items():
+                path = folder / f"sample{i}_{name}.wav"
+                sf.write(path, np.clip(x, -1.0, 1.0), sample_rate, subtype="FLOAT")
+                written.append(path)
+            title = f"epoch {epoch + 1}, validation clip {i}"
+            written.append(plot_waveforms(sig, sample_rate, folder / f"sample{i}_waveforms.png",
+                                          title))
+            written.append(plot_spectrograms(sig, sample_rate,
+                                             folder / f"sample{i}_spectrograms.png", title))
+        for path in written:
+            tracker.log_artifact(path, artifact_path=f"samples/{folder.name}")
+    return written
+
