@@ -2,17 +2,16 @@
 
 The mapping walks the NNX module tree generically: a module path is the torch name (attribute
 names and list indices joined with ``.``; the ``layers`` list inside an ``nnx.Sequential`` is
-skipped, because torch's ``nn.Sequential`` numbers its children directly). Per layer type:
+skipped, because torch's ``nn.Sequential`` numbers its children directly).
 
-| NNX module          | torch keys                                   | layout                       |
-| ------------------- | -------------------------------------------- | ---------------------------- |
-| ``nnx.Linear``      | ``weight``, ``bias``                         | kernel ``[in, out]`` = W.T   |
-| ``nnx.Conv``        | ``weight``, ``bias``                         | kernel ``[k, in, out]`` from ``[out, in, k]`` |
-| ``nnx.LayerNorm``   | ``weight``, ``bias``                         | ``scale``, ``bias``          |
-| ``nnx.BatchNorm``   | ``weight``, ``bias``, ``running_mean``, ``running_var``, ``num_batches_tracked`` | ``scale``, ``bias``, ``mean``, ``var`` (the counter only matters for torch's ``momentum=None``; it is accepted and dropped) |
-| ``nnx.MultiHeadAttention`` | ``in_proj_weight``, ``in_proj_bias``, ``out_proj.*`` | q/k/v/out kernels split per head |
-| ``nnx.Embed``       | ``weight``                                   | ``embedding``                |
-| anything else       | each variable under its own name (e.g. :class:`~jaxaudio.models.layers.MultiheadAttention`'s packed ``in_proj_weight``, spectral norm's ``weight_orig``/``weight_u``/``weight_v``) | unchanged |
+Every jaxaudio model is built from :mod:`jaxaudio.nn` layers, which store torch's names and
+layouts, so each of its variables is the torch key of its own path, unchanged: e.g.
+``transformer.layers.0.self_attn.in_proj_weight`` (``[3E, E]``), ``input_norm.weight``,
+``conv_layers.0.weight`` (``[out, in, k]``), spectral norm's ``output_proj.weight_orig`` /
+``weight_u`` / ``weight_v``, BatchNorm's ``running_mean`` / ``num_batches_tracked`` (cast to the
+variable's dtype on load). flax's native layers (``nnx.Linear``, ``nnx.Conv``,
+``nnx.LayerNorm``, ``nnx.BatchNorm``, ``nnx.MultiHeadAttention``, ``nnx.Embed``) are converted
+too, with the layouts listed in :mod:`jaxaudio.convert.flax_layouts`.
 
 Modules may declare deterministic torch buffers (e.g. the positional table ``pe``) through a
 ``torch_constants()`` method: such a key is optional, and when present it must match.
@@ -27,7 +26,6 @@ Usage::
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -35,9 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-Path_ = tuple  # an NNX path: attribute names and list indices
-
-_IDENTITY = (lambda a: (a,)), (lambda vs: vs[0])
+from jaxaudio.convert.flax_layouts import HANDLERS, IDENTITY, Entry, Path_
 
 
 class StateDictError(KeyError):
@@ -46,98 +42,6 @@ class StateDictError(KeyError):
     def __str__(self) -> str:  # KeyError quotes its message; show it plainly
         return str(self.args[0]) if self.args else ""
 
-
-@dataclasses.dataclass(frozen=True)
-class Entry:
-    """One torch key: the NNX variables it fills and the layout conversions both ways."""
-
-    torch_name: str
-    var_paths: tuple[Path_, ...]
-    to_vars: Callable[[np.ndarray], tuple[np.ndarray, ...]]
-    to_torch: Callable[[tuple[np.ndarray, ...]], np.ndarray]
-    optional: bool = False
-    constant: np.ndarray | None = None  # a deterministic buffer the module computes itself
-
-
-def _linear_entries(p: str, path: Path_, m: nnx.Linear) -> list[Entry]:
-    out = [Entry(p + "weight", (path + ("kernel",),), lambda w: (w.T,), lambda vs: vs[0].T)]
-    if m.bias is not None:
-        out.append(Entry(p + "bias", (path + ("bias",),), *_IDENTITY))
-    return out
-
-
-def _conv_entries(p: str, path: Path_, m: nnx.Conv) -> list[Entry]:
-    def to_vars(w):  # [out, in, *k] -> [*k, in, out]
-        return (np.transpose(w, tuple(range(2, w.ndim)) + (1, 0)),)
-
-    def to_torch(vs):  # [*k, in, out] -> [out, in, *k]
-        k = vs[0]
-        nd = k.ndim - 2
-        return np.transpose(k, (nd + 1, nd) + tuple(range(nd)))
-
-    out = [Entry(p + "weight", (path + ("kernel",),), to_vars, to_torch)]
-    if m.bias is not None:
-        out.append(Entry(p + "bias", (path + ("bias",),), *_IDENTITY))
-    return out
-
-
-def _norm_entries(p: str, path: Path_, m) -> list[Entry]:
-    out = []
-    if getattr(m, "scale", None) is not None:
-        out.append(Entry(p + "weight", (path + ("scale",),), *_IDENTITY))
-    if getattr(m, "bias", None) is not None:
-        out.append(Entry(p + "bias", (path + ("bias",),), *_IDENTITY))
-    if isinstance(m, nnx.BatchNorm):
-        out.append(Entry(p + "running_mean", (path + ("mean",),), *_IDENTITY))
-        out.append(Entry(p + "running_var", (path + ("var",),), *_IDENTITY))
-        out.append(Entry(p + "num_batches_tracked", (), lambda a: (), lambda vs: None, optional=True))
-    return out
-
-
-def _mha_entries(p: str, path: Path_, m: nnx.MultiHeadAttention) -> list[Entry]:
-    qkv = tuple(path + (n,) for n in ("query", "key", "value"))
-
-    def w_to_vars(w):  # [3E, E] rows q, k, v -> 3 x [E_in, H, d]
-        parts = np.split(w, 3, axis=0)
-        return tuple(x.T.reshape(x.shape[1], m.num_heads, -1) for x in parts)
-
-    def w_to_torch(vs):
-        return np.concatenate([k.reshape(k.shape[0], -1).T for k in vs], axis=0)
-
-    def b_to_vars(b):
-        return tuple(x.reshape(m.num_heads, -1) for x in np.split(b, 3))
-
-    def b_to_torch(vs):
-        return np.concatenate([b.reshape(-1) for b in vs])
-
-    out_path = path + ("out",)
-    out = [
-        Entry(p + "in_proj_weight", tuple(q + ("kernel",) for q in qkv), w_to_vars, w_to_torch),
-        Entry(
-            p + "out_proj.weight",
-            (out_path + ("kernel",),),
-            lambda w: (w.T.reshape(m.num_heads, -1, w.shape[0]),),
-            lambda vs: vs[0].reshape(-1, vs[0].shape[-1]).T,
-        ),
-    ]
-    if m.use_bias:
-        out.append(Entry(p + "in_proj_bias", tuple(q + ("bias",) for q in qkv), b_to_vars, b_to_torch))
-        out.append(Entry(p + "out_proj.bias", (out_path + ("bias",),), *_IDENTITY))
-    return out
-
-
-def _embed_entries(p: str, path: Path_, m) -> list[Entry]:
-    return [Entry(p + "weight", (path + ("embedding",),), *_IDENTITY)]
-
-
-_HANDLERS: list[tuple[type, Callable[[str, Path_, Any], list[Entry]]]] = [
-    (nnx.Linear, _linear_entries),
-    (nnx.Conv, _conv_entries),
-    (nnx.LayerNorm, _norm_entries),
-    (nnx.BatchNorm, _norm_entries),
-    (nnx.MultiHeadAttention, _mha_entries),
-    (nnx.Embed, _embed_entries),
-]
 
 _SKIPPED_VARIABLES = (nnx.RngState, nnx.Intermediate)
 
@@ -197,7 +101,7 @@ def torch_entries(module: nnx.Module) -> list[Entry]:
         node = nodes[path]
         prefix = _torch_name(path, nodes)
         prefix = prefix + "." if prefix else ""
-        for cls, handler in _HANDLERS:
+        for cls, handler in HANDLERS:
             if isinstance(node, cls):
                 entries.extend(handler(prefix, path, node))
                 handled.append(path)
@@ -211,7 +115,7 @@ def torch_entries(module: nnx.Module) -> list[Entry]:
     for path, var in variables.items():
         if isinstance(var, _SKIPPED_VARIABLES) or any(path[: len(h)] == h for h in handled):
             continue
-        entries.append(Entry(_torch_name(path, nodes), (path,), *_IDENTITY))
+        entries.append(Entry(_torch_name(path, nodes), (path,), *IDENTITY))
     names = [e.torch_name for e in entries]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:

@@ -3,8 +3,10 @@
 ``AudioDiscriminator`` judges codec latents ``[B, D, T]``: strided 1-D convolutions with growing
 kernels (3, 5, 7, ...; stride 2 except the last; ``padding = k // 2``), each followed by
 LeakyReLU(0.2) and Dropout(0.3), a mean over time, then Linear -> LeakyReLU -> Dropout -> Linear
-to one logit ``[B, 1]``. Layers sit at the torch ``nn.Sequential`` indices (``conv_layers.0``,
-``conv_layers.3``, ...; ``classifier.0``, ``classifier.3``) so a torch ``state_dict`` maps 1:1.
+to one logit ``[B, 1]``. The layers are :mod:`jaxaudio.nn`'s (torch names and layouts: conv
+``weight [out, in, k]``, linear ``weight [out, in]``) and sit at the torch ``nn.Sequential``
+indices (``conv_layers.0``, ``conv_layers.3``, ...; ``classifier.0``, ``classifier.3``), so a
+torch ``state_dict`` name is the NNX path joined with ``.``.
 
 The losses are binary cross-entropy with logits (mean over the batch); accuracies are returned
 as arrays, not pulled to the host.
@@ -18,35 +20,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxaudio.models.layers import linear, torch_uniform_init
+from jaxaudio.nn import Conv1d, LeakyReLU, Linear, run_layers
 
 LEAKY_SLOPE = 0.2
 DROPOUT = 0.3
-
-
-class LeakyReLU(nnx.Module):
-    """``nn.LeakyReLU``: a parameter-free slot that keeps torch's Sequential numbering."""
-
-    def __init__(self, negative_slope: float = 0.01):
-        self.negative_slope = negative_slope
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return jax.nn.leaky_relu(x, self.negative_slope)
-
-
-def conv1d(in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, padding: int = 0, *, rngs: nnx.Rngs) -> nnx.Conv:
-    """An ``nnx.Conv`` on ``[B, T, C]`` set up and initialised as ``torch.nn.Conv1d``."""
-    init = torch_uniform_init(in_channels * kernel_size)
-    return nnx.Conv(
-        in_channels,
-        out_channels,
-        kernel_size,
-        strides=stride,
-        padding=[(padding, padding)],
-        kernel_init=init,
-        bias_init=init,
-        rngs=rngs,
-    )
 
 
 class AudioDiscriminator(nnx.Module):
@@ -63,32 +40,22 @@ class AudioDiscriminator(nnx.Module):
             k = 3 + 2 * i
             stride = 2 if i < len(hidden_dims) - 1 else 1
             layers += [
-                conv1d(in_dim, out_dim, k, stride, k // 2, rngs=rngs),
+                Conv1d(in_dim, out_dim, k, stride, k // 2, rngs=rngs),
                 LeakyReLU(LEAKY_SLOPE),
                 nnx.Dropout(DROPOUT),
             ]
             in_dim = out_dim
         self.conv_layers = nnx.List(layers)
         self.classifier = nnx.List(
-            [linear(in_dim, 128, rngs=rngs), LeakyReLU(LEAKY_SLOPE), nnx.Dropout(DROPOUT), linear(128, 1, rngs=rngs)]
+            [Linear(in_dim, 128, rngs=rngs), LeakyReLU(LEAKY_SLOPE), nnx.Dropout(DROPOUT), Linear(128, 1, rngs=rngs)]
         )
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
         if x.ndim != 3 or x.shape[1] != self.encoding_dim:
             raise ValueError(f"AudioDiscriminator expects [B, {self.encoding_dim}, T], got {tuple(x.shape)}")
-        h = jnp.swapaxes(x, 1, 2)  # convolutions run on [B, T, C]
-        for layer in self.conv_layers:
-            h = _apply(layer, h, train, rngs)
-        h = jnp.mean(h, axis=1)  # AdaptiveAvgPool1d(1) + squeeze
-        for layer in self.classifier:
-            h = _apply(layer, h, train, rngs)
-        return h
-
-
-def _apply(layer, h: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
-    if isinstance(layer, nnx.Dropout):
-        return layer(h, deterministic=not train, rngs=rngs)
-    return layer(h)
+        h = run_layers(self.conv_layers, x, train=train, rngs=rngs)
+        h = jnp.mean(h, axis=2)  # AdaptiveAvgPool1d(1) + squeeze
+        return run_layers(self.classifier, h, train=train, rngs=rngs)
 
 
 def _bce_with_logits(logits: jax.Array, target: float) -> jax.Array:

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxaudio.models.layers import torch_uniform_init
+from jaxaudio.nn import fan_in_bound, torch_uniform
 
 
 class SpectralNormBuffer(nnx.Variable):
@@ -44,11 +44,11 @@ class SpectralNormLinear(nnx.Module):
     ):
         if n_power_iterations < 0:
             raise ValueError(f"n_power_iterations must be >= 0, got {n_power_iterations}")
-        init = torch_uniform_init(in_features)
+        bound = fan_in_bound(in_features)  # nn.Linear's default init
         self.n_power_iterations = n_power_iterations
         self.eps = eps
-        self.weight_orig = nnx.Param(init(rngs.params(), (out_features, in_features)))
-        self.bias = nnx.Param(init(rngs.params(), (out_features,))) if use_bias else None
+        self.weight_orig = nnx.Param(torch_uniform(rngs.params(), (out_features, in_features), bound))
+        self.bias = nnx.Param(torch_uniform(rngs.params(), (out_features,), bound)) if use_bias else None
         # torch draws u and v from N(0, 1) and normalises them when spectral_norm is applied.
         self.weight_u = SpectralNormBuffer(_normalize(jax.random.normal(rngs.params(), (out_features,)), eps))
         self.weight_v = SpectralNormBuffer(_normalize(jax.random.normal(rngs.params(), (in_features,)), eps))

@@ -31,10 +31,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxaudio.models.layers import PositionalEncoding, TransformerEncoder, layer_norm
 from jaxaudio.models.spectral_norm import SpectralNormLinear
+from jaxaudio.nn import (
+    RMS_EPS,
+    LayerNorm,
+    PositionalEncoding,
+    TransformerEncoder,
+    TransformerEncoderLayer,
+    sample_rms,
+    uses_dropout,
+)
+from jaxaudio.nn import unbiased_std as _unbiased_std  # torch's x.std(), NaN-free on silence
 
-RMS_EPS = 1e-8
 SCALE_MIN, SCALE_MAX = 0.7, 1.5
 NUM_CASCADE_STAGES = 2
 
@@ -63,29 +71,30 @@ def _import_agent(package: str, name: str, flag: str):
     raise ImportError(f"SimpleTransformer({flag}=True) needs {package}.{name}: " + "; ".join(errors))
 
 
-def _rms(x: jax.Array) -> jax.Array:
-    """Per-sample RMS over ``(D, T)``: ``[B, D, T] -> [B, 1, 1]``."""
-    return jnp.sqrt(jnp.mean(jnp.square(x), axis=(1, 2), keepdims=True) + RMS_EPS)
-
-
-def _unbiased_std(x: jax.Array) -> jax.Array:
-    """torch's ``x.std()`` over every element (n - 1), with a zero gradient on constant input
-    (where torch's gradient is NaN) so silence trains."""
-    var = jnp.var(x, ddof=1)
-    positive = var > 0
-    return jnp.where(positive, jnp.sqrt(jnp.where(positive, var, 1.0)), 0.0)
-
-
 def rms_rescale(y: jax.Array, goal_rms: jax.Array) -> jax.Array:
     """``y * clip(goal_rms / (rms(y) + 1e-8), 0.7, 1.5)``: the cascade's per-sample level match.
 
     The clamp keeps a stage from amplifying (or attenuating) by more than the original allows.
     """
-    return y * jnp.clip(goal_rms / (_rms(y) + RMS_EPS), SCALE_MIN, SCALE_MAX)
+    return y * jnp.clip(goal_rms / (sample_rms(y) + RMS_EPS), SCALE_MIN, SCALE_MAX)
 
 
 def _btd(x: jax.Array) -> jax.Array:
     return jnp.swapaxes(x, 1, 2)
+
+
+def _encoder(d_model: int, nhead: int, num_layers: int, dropout: float, rngs: nnx.Rngs) -> TransformerEncoder:
+    """The original's ``nn.TransformerEncoder`` (feed-forward ``4 d_model``, GELU, batch first).
+
+    Unlike torch, which deep-copies one layer so every layer starts with identical weights,
+    each layer here is drawn independently.
+    """
+    return TransformerEncoder(
+        [
+            TransformerEncoderLayer(d_model, nhead, 4 * d_model, dropout, "gelu", batch_first=True, rngs=rngs)
+            for _ in range(num_layers)
+        ]
+    )
 
 
 class CascadeStage(nnx.Module):
@@ -93,11 +102,9 @@ class CascadeStage(nnx.Module):
 
     def __init__(self, d_model: int, encoding_dim: int, nhead: int, num_layers: int, dropout: float, *, rngs: nnx.Rngs):
         self.pos_encoding = PositionalEncoding(d_model, dropout)
-        self.input_norm = layer_norm(d_model, rngs=rngs)
-        self.transformer = TransformerEncoder(
-            d_model, nhead, num_layers, 4 * d_model, dropout, "gelu", batch_first=True, rngs=rngs
-        )
-        self.post_norm = layer_norm(d_model, rngs=rngs)
+        self.input_norm = LayerNorm(d_model)
+        self.transformer = _encoder(d_model, nhead, num_layers, dropout, rngs)
+        self.post_norm = LayerNorm(d_model)
         self.output_proj = SpectralNormLinear(d_model, encoding_dim, rngs=rngs)
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:
@@ -168,11 +175,9 @@ class SimpleTransformer(nnx.Module):
         self.creative_agent = agent
 
         if not cascade:
-            self.input_norm = layer_norm(encoding_dim, rngs=rngs)
-            self.transformer = TransformerEncoder(
-                encoding_dim, nhead, num_layers, 4 * encoding_dim, dropout, "gelu", batch_first=True, rngs=rngs
-            )
-            self.post_norm = layer_norm(encoding_dim, rngs=rngs)
+            self.input_norm = LayerNorm(encoding_dim)
+            self.transformer = _encoder(encoding_dim, nhead, num_layers, dropout, rngs)
+            self.post_norm = LayerNorm(encoding_dim)
             self.output_proj = SpectralNormLinear(encoding_dim, encoding_dim, rngs=rngs)
         else:
             self.cascade_stages = nnx.List(
@@ -185,9 +190,7 @@ class SimpleTransformer(nnx.Module):
     def _needs_rngs(self) -> bool:
         if self.num_transformer_layers > 1 and self.anti_cheating > 0:
             return True
-        return any(
-            isinstance(node, nnx.Dropout) and node.rate > 0.0 for _, node in nnx.iter_graph(self)
-        )
+        return uses_dropout(self)
 
     def _noisy(self, x: jax.Array, train: bool, rngs: nnx.Rngs | None) -> jax.Array:
         if not train or self.anti_cheating <= 0:
@@ -253,7 +256,7 @@ class SimpleTransformer(nnx.Module):
             encoded_input, encoded_target, train, rngs, hard_masks
         )
         noisy_input = self._noisy(inp, train, rngs)
-        input_rms, target_rms = _rms(inp), _rms(tgt)
+        input_rms, target_rms = sample_rms(inp), sample_rms(tgt)
         goal_rms = jnp.sqrt((jnp.square(input_rms) + jnp.square(target_rms)) / 2.0)
         out = None
         for idx, stage in enumerate(self.cascade_stages):

@@ -1,9 +1,9 @@
 """Compositional creative agent (rhythm / harmony / timbre decomposition and recomposition).
 
 ``agent.py`` holds :class:`CompositionalCreativeAgent` and the torch-name -> NNX-path table;
-``extractors.py`` the multi-scale extractors, torch-semantics BatchNorm and the component
-selector; ``composer.py`` the 512-wide transformer composer; ``losses.py`` the novelty and
-balance penalties.
+``extractors.py`` the multi-scale extractors and the component selector; ``composer.py`` the
+512-wide transformer composer; ``losses.py`` the novelty and balance penalties. The layers
+(torch-semantics Conv1d, BatchNorm1d, attention, transformer) are :mod:`jaxaudio.nn`'s.
 """
 
 from .agent import CompositionalCreativeAgent, component_statistics

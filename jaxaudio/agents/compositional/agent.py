@@ -52,7 +52,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from .composer import ComponentComposer, clamp
+from jaxaudio.nn import clamp, uses_dropout
+
+from .composer import ComponentComposer
 from .extractors import (COMPONENT_NAMES, NUM_COMPONENTS, MultiScaleExtractor,
                          apply_component_selector, component_weights, make_component_selector,
                          weight_components)
@@ -112,10 +114,6 @@ class CompositionalCreativeAgent(nnx.Module):
                 f"CompositionalCreativeAgent: encoded_input {tuple(encoded_input.shape)} and "
                 f"encoded_target {tuple(encoded_target.shape)} must have the same shape")
 
-    def _needs_rngs(self) -> bool:
-        return any(isinstance(node, nnx.Dropout) and node.rate > 0
-                   for _, node in nnx.iter_graph(self))
-
     def _select(self, encoded_input: jax.Array, encoded_target: jax.Array, train: bool):
         """Extract the six components, the selection logits and the softmax weights."""
         components = (self.input_extractor(encoded_input, train=train)
@@ -134,7 +132,7 @@ class CompositionalCreativeAgent(nnx.Module):
         running buffers once, and applies dropout with keys from ``rngs`` (stream ``dropout``).
         """
         self._check_inputs(encoded_input, encoded_target)
-        if train and rngs is None and self._needs_rngs():
+        if train and rngs is None and uses_dropout(self):
             raise ValueError(
                 "CompositionalCreativeAgent: train=True applies dropout, so pass "
                 "rngs=nnx.Rngs(dropout=key) (or build the agent with dropout=0.0)")

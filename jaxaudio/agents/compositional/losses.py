@@ -3,7 +3,8 @@
 The agent returns ``novelty_loss(output, input, target) + balance_penalty(selection_logits)``
 (the original's ``total_loss``; its ``novelty_weight`` is stored but never applied there).
 Both use torch's gradient conventions at the kinks (d|x|/dx = 0 at 0; ``F.normalize`` of a zero
-vector is zero with zero gradient), so gradients stay finite on silence.
+vector is zero with zero gradient; see :mod:`jaxaudio.nn.functional`), so gradients stay finite
+on silence.
 """
 
 from __future__ import annotations
@@ -11,23 +12,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-NORMALIZE_EPS = 1e-12  # F.normalize's default
+from jaxaudio.nn import l2_normalize, torch_abs
+
 BALANCE_SCALE = 0.1
 NUM_INPUT_COMPONENTS = 3  # components 0-2 come from the input, 3-5 from the target
-
-
-def torch_abs(x: jax.Array) -> jax.Array:
-    """``|x|`` whose gradient at 0 is 0, as torch's (``jnp.abs`` gives 1 there)."""
-    return x * jax.lax.stop_gradient(jnp.sign(x))
-
-
-def l2_normalize(x: jax.Array, axis: int = 1, eps: float = NORMALIZE_EPS) -> jax.Array:
-    """``F.normalize(x, p=2, dim=axis)``: ``x / max(||x||, eps)``, finite gradient at 0."""
-    sq = jnp.sum(jnp.square(x), axis=axis, keepdims=True)
-    positive = sq > 0
-    norm = jnp.where(positive, jnp.sqrt(jnp.where(positive, sq, 1.0)), 0.0)
-    # torch's clamp_min passes the gradient only where norm >= eps.
-    return x / jnp.where(norm >= eps, norm, eps)
 
 
 def novelty_loss(creative_output: jax.Array, encoded_input: jax.Array,

@@ -35,11 +35,11 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from jaxaudio.agents.masking.generator import AttentionMaskGenerator
 from jaxaudio.agents.masking.style import StyleDiscriminator, adversarial_losses
+from jaxaudio.nn import RMS_EPS, sample_rms
 
 
 class MaskingOutput(NamedTuple):
@@ -54,17 +54,14 @@ class MaskingOutput(NamedTuple):
     stats: dict[str, jax.Array]
 
 
-def restore_rms(masked: jax.Array, reference: jax.Array, eps: float = 1e-8) -> jax.Array:
+def restore_rms(masked: jax.Array, reference: jax.Array, eps: float = RMS_EPS) -> jax.Array:
     """Rescale each sample of ``masked`` to the RMS of the same sample of ``reference``.
 
     ``[B, ...]`` arrays (``[B, D, T]`` in the cascade). The RMS of sample b is
     ``sqrt(mean(x[b]^2) + eps)`` over every axis but the first, as the original's cascade
     computes it after masking (masking removes about half of the energy).
     """
-    axes = tuple(range(1, masked.ndim))
-    target_rms = jnp.sqrt(jnp.mean(reference ** 2, axis=axes, keepdims=True) + eps)
-    current_rms = jnp.sqrt(jnp.mean(masked ** 2, axis=axes, keepdims=True) + eps)
-    return masked * (target_rms / current_rms)
+    return masked * (sample_rms(reference, eps) / sample_rms(masked, eps))
 
 
 class CreativeAgent(nnx.Module):

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxaudio.agents.masking.layers import Conv1d, MultiheadAttention, ReLU, Sigmoid, run_layers
+from jaxaudio.nn import Conv1d, MultiheadAttention, ReLU, Sigmoid, run_layers
 
 # The original's weights in reg_loss and the variance floor of its temporal-diversity term.
 COMPLEMENTARITY_WEIGHT = 10.0
@@ -130,7 +130,7 @@ class AttentionMaskGenerator(nnx.Module):
         attention_dropout: rate on the attention probabilities in training (the original
             hard-codes 0.1); also settable later as ``cross_attention.dropout``.
 
-    Variables (NNX path joined with dots = torch name; torch layouts, see ``layers``):
+    Variables (NNX path joined with dots = torch name; torch layouts, see :mod:`jaxaudio.nn`):
     ``input_analyzer.{0,2}.{weight,bias}``, ``target_analyzer.{0,2}.{weight,bias}``,
     ``cross_attention.{in_proj_weight,in_proj_bias}``, ``cross_attention.out_proj.{weight,bias}``,
     ``input_mask_generator.{0,2}.{weight,bias}``, ``target_mask_generator.{0,2}.{weight,bias}``.
@@ -143,7 +143,7 @@ class AttentionMaskGenerator(nnx.Module):
         self.input_analyzer = _analyzer(encoding_dim, hidden_dim, rngs)
         self.target_analyzer = _analyzer(encoding_dim, hidden_dim, rngs)
         self.cross_attention = MultiheadAttention(hidden_dim, num_heads, attention_dropout,
-                                                  rngs=rngs)
+                                                  batch_first=True, rngs=rngs)
         self.input_mask_generator = _mask_head(hidden_dim, encoding_dim, rngs)
         self.target_mask_generator = _mask_head(hidden_dim, encoding_dim, rngs)
 
@@ -164,7 +164,8 @@ class AttentionMaskGenerator(nnx.Module):
         """``[B, H, T]`` query and key/value features -> attended ``[B, H, T]``."""
         q = query_feat.transpose(0, 2, 1)
         kv = other_feat.transpose(0, 2, 1)
-        return self.cross_attention(q, kv, kv, train=train, rngs=rngs).transpose(0, 2, 1)
+        attended, _ = self.cross_attention(q, kv, kv, train=train, rngs=rngs)
+        return attended.transpose(0, 2, 1)
 
     def __call__(self, encoded_input: jax.Array, encoded_target: jax.Array, hard: bool = False,
                  *, train: bool = False, rngs: nnx.Rngs | None = None) -> MaskGeneratorOutput:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxaudio.agents.masking.layers import safe_sqrt, unbiased_std
+from jaxaudio.nn import safe_sqrt, unbiased_std
 
 # The original's threshold on |input/output envelope correlation| for "rhythm preserved".
 RHYTHM_PRESERVED_THRESHOLD = 0.3

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from jaxaudio.agents.masking.layers import (
+from jaxaudio.nn import (
     AdaptiveAvgPool1d,
     Conv1d,
     Flatten,

@@ -1,0 +1,124 @@
+"""``torch.nn.MultiheadAttention`` (``kdim = vdim = embed_dim``) in torch's packed layout.
+
+Variables (torch names): ``in_proj_weight [3E, E]`` (rows q, k, v), ``in_proj_bias [3E]``,
+``out_proj.weight [E, E]``, ``out_proj.bias [E]``. Initialisation as torch: Xavier-uniform on
+the packed ``[3E, E]`` matrix, zero in/out biases, ``out_proj.weight`` U(+-1/sqrt(E)).
+
+The projections follow torch's ``_in_projection_packed``: self-attention (``query is key is
+value``) is one ``[3E, E]`` product, cross-attention with ``key is value`` (the masking agent)
+two. The attention itself takes one of torch's two routes:
+
+- ``need_weights=True`` or training with attention dropout: the explicit route of
+  ``F.multi_head_attention_forward`` (q scaled by ``1/sqrt(E/H)`` before ``q k^T``, softmax,
+  dropout on the probabilities, then ``@ v``); the returned weights are averaged over heads
+  after the dropout, as torch returns them;
+- otherwise ``jax.nn.dot_product_attention`` (torch's ``scaled_dot_product_attention`` route,
+  and a fused kernel where the backend has one).
+
+Shapes: ``B`` batch, ``Tq``/``Tk`` query/key frames, ``E`` embedding, ``H`` heads.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from jaxaudio.nn.layers import Linear, torch_uniform
+
+
+def attention_weights(q: jax.Array, k: jax.Array) -> jax.Array:
+    """Softmax attention probabilities ``[B, H, Tq, Tk]`` from ``q [B, Tq, H, d]``, ``k [B, Tk, H, d]``."""
+    # torch scales q before the product on this route; the same order keeps the round-off alike.
+    logits = jnp.einsum("bqhd,bkhd->bhqk", q * math.sqrt(1.0 / q.shape[-1]), k)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def _dropout(x: jax.Array, rate: float, rngs: nnx.Rngs) -> jax.Array:
+    """Inverted dropout with the same draw as ``nnx.Dropout`` (stream ``dropout``)."""
+    if rate >= 1.0:
+        return jnp.zeros_like(x)
+    keep = jax.random.bernoulli(rngs.dropout(), 1.0 - rate, x.shape)
+    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+class MultiheadAttention(nnx.Module):
+    """``torch.nn.MultiheadAttention(embed_dim, num_heads, dropout, bias, batch_first)``.
+
+    ``__call__(query, key, value)`` returns ``(output, weights)`` like torch: ``output`` has the
+    query's shape; ``weights [B, Tq, Tk]`` (averaged over heads) only with ``need_weights=True``
+    (torch's default is True; here False, so the fused attention route can be taken), else None.
+    Inputs are ``[B, T, E]`` with ``batch_first=True``, else ``[T, B, E]`` (torch's default).
+
+    ``dropout`` is torch's float attribute of the same name: the rate on the attention
+    probabilities in training (keys from ``rngs``, stream ``dropout``); set it to 0.0 to make a
+    training forward deterministic.
+    """
+
+    def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True,
+                 batch_first: bool = False, *, rngs: nnx.Rngs):
+        if embed_dim % num_heads:
+            raise ValueError(f"MultiheadAttention: embed_dim ({embed_dim}) must be divisible by "
+                             f"num_heads ({num_heads})")
+        self.embed_dim = embed_dim
+        self.num_heads = num_heads
+        self.dropout = float(dropout)
+        self.batch_first = batch_first
+        bound = math.sqrt(6.0 / (embed_dim + 3 * embed_dim))  # xavier_uniform on [3E, E]
+        self.in_proj_weight = nnx.Param(
+            torch_uniform(rngs.params(), (3 * embed_dim, embed_dim), bound))
+        self.in_proj_bias = nnx.Param(jnp.zeros((3 * embed_dim,), jnp.float32)) if bias else None
+        self.out_proj = Linear(embed_dim, embed_dim, bias, rngs=rngs, zero_bias=True)
+
+    def _in_projection(self, query, key, value) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """q, k, v as ``[B, T, H, E/H]``, with as few products as torch's packed projection."""
+        w = self.in_proj_weight[...]
+        b = None if self.in_proj_bias is None else self.in_proj_bias[...]
+
+        def project(x, rows: slice, parts: int):
+            y = x @ w[rows].T
+            if b is not None:
+                y = y + b[rows]
+            return jnp.split(y, parts, axis=-1) if parts > 1 else [y]
+
+        e = self.embed_dim
+        if query is key and key is value:
+            q, k, v = project(query, slice(0, 3 * e), 3)
+        elif key is value:
+            (q,) = project(query, slice(0, e), 1)
+            k, v = project(key, slice(e, 3 * e), 2)
+        else:
+            (q,) = project(query, slice(0, e), 1)
+            (k,) = project(key, slice(e, 2 * e), 1)
+            (v,) = project(value, slice(2 * e, 3 * e), 1)
+        heads = (self.num_heads, e // self.num_heads)
+        return tuple(a.reshape(*a.shape[:-1], *heads) for a in (q, k, v))
+
+    def __call__(self, query: jax.Array, key: jax.Array, value: jax.Array, *,
+                 need_weights: bool = False, train: bool = False,
+                 rngs: nnx.Rngs | None = None) -> tuple[jax.Array, jax.Array | None]:
+        use_dropout = train and self.dropout > 0.0
+        if use_dropout and rngs is None:
+            raise ValueError(
+                f"MultiheadAttention: train=True with dropout={self.dropout} needs the `rngs` "
+                f"argument (stream 'dropout'); pass rngs or set dropout to 0.0")
+        if not self.batch_first:
+            swapped = {id(a): jnp.swapaxes(a, 0, 1) for a in (query, key, value)}
+            query, key, value = (swapped[id(a)] for a in (query, key, value))  # keeps `is`
+        q, k, v = self._in_projection(query, key, value)
+        weights = None
+        if use_dropout or need_weights:
+            probs = attention_weights(q, k)
+            if use_dropout:
+                probs = _dropout(probs, self.dropout, rngs)
+            if need_weights:
+                weights = probs.mean(axis=1)
+            out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+        else:
+            out = jax.nn.dot_product_attention(q, k, v)
+        out = self.out_proj(out.reshape(*out.shape[:-2], self.embed_dim))
+        if not self.batch_first:
+            out = jnp.swapaxes(out, 0, 1)
+        return out, weights
