@@ -29,6 +29,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxaudio.data.cache import codec_fields
 from jaxaudio.models.complementary_masking import apply_complementary_mask
+from jaxaudio.nn.functional import unbiased_std
 from jaxaudio.models.discriminator import discriminator_loss, generator_loss, roll_targets
 from jaxaudio.training.config import TrainConfig
 from jaxaudio.training.losses import combined_loss, spectral_outlier_penalty
@@ -41,15 +42,6 @@ BATCH_KEYS = ("input_latent", "input_audio", "target_latent", "target_audio")
 
 def _trim(x: jax.Array, n: int) -> jax.Array:
     return x[..., :n]
-
-
-def _std(x: jax.Array, axes) -> jax.Array:
-    """torch's unbiased ``std`` over ``axes``, keepdims."""
-    n = 1
-    for a in axes:
-        n *= x.shape[a]
-    mean = jnp.mean(x, axis=axes, keepdims=True)
-    return jnp.sqrt(jnp.sum((x - mean) ** 2, axis=axes, keepdims=True) / max(n - 1, 1))
 
 
 def _corrcoef(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -132,9 +124,11 @@ class Steps:
         clean_tgt_audio = tgt_audio
         if cfg.pure_gan_mode > 0:
             k_in, k_tgt = jax.random.split(jax.random.fold_in(key, 2))
-            noise_in = jax.random.normal(k_in, in_lat.shape, in_lat.dtype) * _std(in_lat, (1, 2))
-            noise_tgt = jax.random.normal(k_tgt, tgt_audio.shape, tgt_audio.dtype) * _std(
-                tgt_audio, (1, 2))
+            # Per-sample noise levels: torch's unbiased std over (D, T) or (1, N).
+            in_std = unbiased_std(in_lat, axis=(1, 2))[:, None, None]
+            tgt_std = unbiased_std(tgt_audio, axis=(1, 2))[:, None, None]
+            noise_in = jax.random.normal(k_in, in_lat.shape, in_lat.dtype) * in_std
+            noise_tgt = jax.random.normal(k_tgt, tgt_audio.shape, tgt_audio.dtype) * tgt_std
             in_lat = (1.0 - alpha) * in_lat + alpha * noise_in
             tgt_audio = (1.0 - alpha) * tgt_audio + alpha * noise_tgt
             if cfg.cascade:
