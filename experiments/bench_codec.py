@@ -175,6 +175,7 @@ def time_torch(tmodel, tdevice, audio, latent, r, runs, warmup, audio_s, common)
 
     def t_bwd():
         q = tz.detach().requires_grad_(True)
+        tmodel.train()  # cuDNN's RNN backward needs training mode (the original kept it there)
         (tmodel.decoder(q) * tr).sum().backward()
         sync()
         return q.grad

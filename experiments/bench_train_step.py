@@ -6,8 +6,8 @@ latents, cascade of 2 stages with 6 layers and 8 heads, masking creative agent, 
 0.1, batch 8 per device, 16 s clips (1200 latent frames). Batches come from the latent cache,
 so the step decodes the output (with its backward) but never encodes or decodes the inputs.
 
-Prints one JSON line per configuration: median step time, samples per second, peak device
-memory, the step's FLOPs (XLA cost analysis) and model FLOPs utilisation against the H200's
+Prints one JSON line per configuration: median step time, samples per second, the step's
+device memory (XLA's buffer assignment, per device), the step's FLOPs (XLA cost analysis) and model FLOPs utilisation against the H200's
 dense bf16 peak (989 TFLOP/s) and, for float32, its TF32 tensor peak (494 TFLOP/s).
 
     python experiments/bench_train_step.py                       # 1 device, fp32
@@ -95,6 +95,14 @@ def main() -> None:
     alpha = jnp.zeros((), jnp.float32)
 
     compiled = steps.train_step.lower(state, batch, codec_state, alpha).compile()
+    # The step's own device memory (per device), from XLA's buffer assignment: arguments,
+    # outputs and temporaries. The allocator's peak also counts compile-time autotuning scratch.
+    mem = compiled.memory_analysis()
+    step_gib = None
+    if mem is not None:
+        step_bytes = (mem.argument_size_in_bytes + mem.output_size_in_bytes
+                      + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
+        step_gib = step_bytes / 2**30
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
@@ -111,23 +119,22 @@ def main() -> None:
     stats = devices[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
         peak = stats["peak_bytes_in_use"] / 2**30
-    # cost_analysis counts the whole (global) step; on several devices each runs 1/N of it.
+    # cost_analysis counts one device's program (its share of the global batch).
     achieved = flops / med if np.isfinite(flops) else float("nan")
     print(json.dumps({
         "case": "train_step_headline" + ("_small" if a.small else ""),
         "device": devices[0].device_kind, "devices": len(devices),
         "batch_per_device": a.batch_per_device, "global_batch": b, "clip_seconds": a.clip_seconds,
         "frames": t, "precision": a.precision, "matmul_precision": a.matmul_precision,
-        "lstm": "cudnn" if devices[0].platform == "gpu" else "scan",
+        "lstm": "scan",
         "median_step_s": round(med, 5), "min_step_s": round(min(times), 5),
         "samples_per_second": round(b / med, 2),
-        "peak_device_memory_gib": None if peak is None else round(peak, 2),
-        "step_tflop": round(flops / 1e12, 3) if np.isfinite(flops) else None,
-        "achieved_tflops": round(achieved / 1e12, 1) if np.isfinite(achieved) else None,
-        "mfu_vs_bf16_peak": round(achieved / (PEAK_BF16 * len(devices)), 4)
-        if np.isfinite(achieved) else None,
-        "mfu_vs_tf32_peak": round(achieved / (PEAK_TF32 * len(devices)), 4)
-        if np.isfinite(achieved) else None,
+        "step_memory_gib": None if step_gib is None else round(step_gib, 2),
+        "allocator_peak_gib": None if peak is None else round(peak, 2),
+        "step_tflop_per_device": round(flops / 1e12, 3) if np.isfinite(flops) else None,
+        "achieved_tflops_per_device": round(achieved / 1e12, 1) if np.isfinite(achieved) else None,
+        "mfu_vs_bf16_peak": round(achieved / PEAK_BF16, 4) if np.isfinite(achieved) else None,
+        "mfu_vs_tf32_peak": round(achieved / PEAK_TF32, 4) if np.isfinite(achieved) else None,
         "loss": float(metrics["loss"]), "jax": jax.__version__,
     }), flush=True)
 

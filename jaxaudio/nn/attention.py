@@ -20,6 +20,7 @@ Shapes: ``B`` batch, ``Tq``/``Tk`` query/key frames, ``E`` embedding, ``H`` head
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -36,12 +37,23 @@ def attention_weights(q: jax.Array, k: jax.Array) -> jax.Array:
     return jax.nn.softmax(logits, axis=-1)
 
 
-def _dropout(x: jax.Array, rate: float, rngs: nnx.Rngs) -> jax.Array:
-    """Inverted dropout with the same draw as ``nnx.Dropout`` (stream ``dropout``)."""
+def _dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+    """Inverted dropout with the same draw as ``nnx.Dropout`` (one key of stream ``dropout``)."""
     if rate >= 1.0:
         return jnp.zeros_like(x)
-    keep = jax.random.bernoulli(rngs.dropout(), 1.0 - rate, x.shape)
+    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
     return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+
+
+@functools.partial(jax.checkpoint, static_argnums=(3,))
+def _attend_with_dropout(q: jax.Array, k: jax.Array, v: jax.Array, rate: float,
+                         key: jax.Array) -> jax.Array:
+    """The explicit route in training, rematerialised: the backward recomputes the
+    ``[B, H, Tq, Tk]`` probabilities and the dropout mask (same key, same draw) instead of
+    keeping them, so attention memory stays linear in ``Tk`` (12 layers over 1200 frames would
+    otherwise hold gigabytes of probabilities and masks)."""
+    probs = _dropout(attention_weights(q, k), rate, key)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
 class MultiheadAttention(nnx.Module):
@@ -109,10 +121,12 @@ class MultiheadAttention(nnx.Module):
             query, key, value = (swapped[id(a)] for a in (query, key, value))  # keeps `is`
         q, k, v = self._in_projection(query, key, value)
         weights = None
-        if use_dropout or need_weights:
+        if use_dropout and not need_weights:
+            out = _attend_with_dropout(q, k, v, self.dropout, rngs.dropout())
+        elif use_dropout or need_weights:
             probs = attention_weights(q, k)
             if use_dropout:
-                probs = _dropout(probs, self.dropout, rngs)
+                probs = _dropout(probs, self.dropout, rngs.dropout())
             if need_weights:
                 weights = probs.mean(axis=1)
             out = jnp.einsum("bhqk,bkhd->bqhd", probs, v)

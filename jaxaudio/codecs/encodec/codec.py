@@ -123,7 +123,7 @@ class EncodecCodec(nnx.Module):
     ``T = ceil(N / hop)`` with ``hop = prod(ratios)``; inputs of any length are padded as the
     reference pads them. Weights are :class:`FrozenWeight` (never ``nnx.Param``), so
     ``nnx.state(codec, nnx.Param)`` is empty while gradients flow through ``decode`` to the
-    latents. ``lstm_impl`` is ``"auto"`` (cuDNN on a CUDA GPU, ``lax.scan`` elsewhere),
+    latents. ``lstm_impl`` is ``"auto"`` (the ``lax.scan``; ``"cudnn"`` opts into cuDNN on GPU),
     ``"scan"`` or ``"cudnn"``; ``precision`` is passed to every convolution and matmul
     (``None``: XLA's default, which is TF32 on recent NVIDIA GPUs; ``"highest"``: full float32).
     Load published weights with :func:`jaxaudio.codecs.encodec.load_encodec`.
