@@ -119,3 +119,31 @@ def test_helpers_follow_torch_at_zero():
     np.testing.assert_allclose(sample_rms(x), rms, rtol=1e-6)
     norms = np.linalg.norm(np.asarray(l2_normalize(x, axis=1)), axis=1)
     np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
+
+
+def test_bf16_inputs_keep_statistics_in_float32():
+    """Under --precision bf16 the norms, softmax and RMS levels reduce in float32."""
+    from jaxaudio.nn.attention import attention_weights
+    from jaxaudio.nn.functional import sample_rms
+    from jaxaudio.nn.norm import BatchNorm1d, LayerNorm
+
+    x = jax.random.normal(jax.random.key(0), (2, 5, 64)) * 3.0 + 100.0  # offset: bf16 sums lose it
+    xb = x.astype(jnp.bfloat16)
+    ln = LayerNorm(64)
+    ref = ln(xb.astype(jnp.float32))  # float32 math on the same (rounded) inputs
+    out = ln(xb)
+    assert out.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref), atol=2e-2)
+    bn = BatchNorm1d(5)
+    outb = bn(xb, train=True)
+    assert outb.dtype == jnp.bfloat16 and bn.running_mean[...].dtype == jnp.float32
+    np.testing.assert_allclose(np.asarray(bn.running_mean[...]),
+                               0.1 * np.asarray(xb, np.float32).mean(axis=(0, 2)), rtol=1e-5)
+    q = xb.reshape(2, 5, 4, 16)
+    p = attention_weights(q, q)
+    assert p.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(p, np.float32).sum(-1), 1.0, atol=1e-2)
+    r = sample_rms(xb)
+    assert r.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(r, np.float32).ravel(),
+                               np.sqrt((np.asarray(xb, np.float64) ** 2).mean(axis=(1, 2))), rtol=1e-2)

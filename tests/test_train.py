@@ -135,7 +135,7 @@ def test_four_devices_give_the_losses_of_one(dataset, tmp_path):
     np.testing.assert_allclose(h4["train_grad_norm"], h1["train_grad_norm"], rtol=1e-4)
 
 
-def test_tiny_random_encodec(dataset, tmp_path):
+def test_tiny_random_encodec_in_bf16(dataset, tmp_path):
     from jaxaudio.codecs.encodec import random_encodec, save_encodec
 
     codec = random_encodec(0, n_filters=2, dimension=32, ratios=(4, 2), lstm=1)
@@ -144,7 +144,8 @@ def test_tiny_random_encodec(dataset, tmp_path):
     args = list(TINY)
     args[args.index("--clip_seconds") + 1] = "0.1"
     assert run(["--dataset_folder", dataset, "--checkpoint_dir", tmp_path / "ck", "--epochs", 1,
-                "--no_mlflow", "--codec", "encodec", "--codec_weights", weights, *args]) == 0
+                "--no_mlflow", "--codec", "encodec", "--codec_weights", weights,
+                "--precision", "bf16", *args]) == 0
     (row,) = history(tmp_path / "ck")
     assert np.isfinite(row["val_loss"]) and np.isfinite(row["train_loss"])
 

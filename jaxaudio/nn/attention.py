@@ -34,7 +34,8 @@ def attention_weights(q: jax.Array, k: jax.Array) -> jax.Array:
     """Softmax attention probabilities ``[B, H, Tq, Tk]`` from ``q [B, Tq, H, d]``, ``k [B, Tk, H, d]``."""
     # torch scales q before the product on this route; the same order keeps the round-off alike.
     logits = jnp.einsum("bqhd,bkhd->bhqk", q * math.sqrt(1.0 / q.shape[-1]), k)
-    return jax.nn.softmax(logits, axis=-1)
+    # The softmax's reductions in float32, also when q and k are bf16.
+    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
 
 
 def _dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:

@@ -43,7 +43,8 @@ def sample_rms(x: jax.Array, eps: float = RMS_EPS) -> jax.Array:
     its levels; the ``eps`` keeps the gradient finite on silence.
     """
     axes = tuple(range(1, x.ndim))
-    return jnp.sqrt(jnp.mean(jnp.square(x), axis=axes, keepdims=True) + eps)
+    dtype, x = x.dtype, x.astype(jnp.float32)  # the level in float32, also under bf16
+    return jnp.sqrt(jnp.mean(jnp.square(x), axis=axes, keepdims=True) + eps).astype(dtype)
 
 
 def torch_abs(x: jax.Array) -> jax.Array:

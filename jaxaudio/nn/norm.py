@@ -32,9 +32,11 @@ class LayerNorm(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((normalized_shape,), jnp.float32))
 
     def __call__(self, x: jax.Array) -> jax.Array:
+        dtype, x = x.dtype, x.astype(jnp.float32)  # statistics in float32, also under bf16
         mean = jnp.mean(x, axis=-1, keepdims=True)
         var = jnp.mean(jnp.square(x - mean), axis=-1, keepdims=True)
-        return (x - mean) * (jax.lax.rsqrt(var + self.eps) * self.weight[...]) + self.bias[...]
+        w, b = self.weight[...].astype(jnp.float32), self.bias[...].astype(jnp.float32)
+        return ((x - mean) * (jax.lax.rsqrt(var + self.eps) * w) + b).astype(dtype)
 
 
 class BatchNorm1d(nnx.Module):
@@ -57,6 +59,7 @@ class BatchNorm1d(nnx.Module):
         self.num_batches_tracked = nnx.BatchStat(jnp.zeros((), jnp.int32))
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
+        dtype, x = x.dtype, x.astype(jnp.float32)  # statistics in float32, also under bf16
         if train:
             n = x.shape[0] * x.shape[2]
             if n < 2:
@@ -77,5 +80,5 @@ class BatchNorm1d(nnx.Module):
             mean = self.running_mean[...]
             var = self.running_var[...]
         inv = jax.lax.rsqrt(var + self.eps)
-        scale = (self.weight[...] * inv)[None, :, None]
-        return (x - mean[None, :, None]) * scale + self.bias[...][None, :, None]
+        w, b = self.weight[...].astype(jnp.float32), self.bias[...].astype(jnp.float32)
+        return ((x - mean[None, :, None]) * (w * inv)[None, :, None] + b[None, :, None]).astype(dtype)
