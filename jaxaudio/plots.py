@@ -21,6 +21,17 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, axes, path: str | Path, title: str | None) -> Path:
+    axes[-1, 0].set_xlabel("time (s)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def plot_waveforms(signals: Mapping[str, np.ndarray], sample_rate: int, path: str | Path,
                    title: str | None = None) -> Path:
     """One row per named mono signal ``[N]``, shared time axis in seconds."""
@@ -35,14 +46,7 @@ def plot_waveforms(signals: Mapping[str, np.ndarray], sample_rate: int, path: st
         ax.set_ylabel(name)
         ax.set_title(f"{name} (RMS {rms:.4f})", fontsize=9, loc="left")
         ax.set_ylim(-1.05, 1.05)
-    axes[-1, 0].set_xlabel("time (s)")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, axes, path, title)
 
 
 def log_spectrogram(x: np.ndarray, n_fft: int = 1024, hop: int = 256) -> np.ndarray:
@@ -65,19 +69,13 @@ def plot_spectrograms(signals: Mapping[str, np.ndarray], sample_rate: int, path:
     n = len(signals)
     fig, axes = plt.subplots(n, 1, figsize=(12, 2.6 * n), sharex=True, squeeze=False)
     hop = 256
-    for ax, (name, x) in zip(axes[:, 0], signals.items()):
-        s = log_spectrogram(x, hop=hop)
-        top = float(s.max()) if s.size else 0.0
-        extent = (0.0, s.shape[1] * hop / sample_rate, 0.0, sample_rate / 2000.0)
-        im = ax.imshow(s, origin="lower", aspect="auto", extent=extent, vmin=top - 80, vmax=top,
-                       cmap="magma")
+    specs = {name: log_spectrogram(x, hop=hop) for name, x in signals.items()}
+    # One dB scale for every row, so a quiet or silent signal looks quiet.
+    top = max((float(s.max()) for s in specs.values() if s.size), default=0.0)
+    for ax, (name, spec) in zip(axes[:, 0], specs.items()):
+        extent = (0.0, spec.shape[1] * hop / sample_rate, 0.0, sample_rate / 2000.0)
+        im = ax.imshow(spec, origin="lower", aspect="auto", extent=extent, vmin=top - 80,
+                       vmax=top, cmap="magma")
         ax.set_ylabel(f"{name}\nkHz")
         fig.colorbar(im, ax=ax, label="dB")
-    axes[-1, 0].set_xlabel("time (s)")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, axes, path, title)
