@@ -93,8 +93,9 @@ def main() -> None:
     batch = {"input_latent": latent(), "input_audio": audio(), "target_latent": latent(),
              "target_audio": audio()}
     alpha = jnp.zeros((), jnp.float32)
+    index = jnp.zeros((), jnp.int32)
 
-    compiled = steps.train_step.lower(state, batch, codec_state, alpha).compile()
+    compiled = steps.train_step.lower(state, batch, codec_state, alpha, index).compile()
     # The step's own device memory (per device), from XLA's buffer assignment: arguments,
     # outputs and temporaries. The allocator's peak also counts compile-time autotuning scratch.
     mem = compiled.memory_analysis()
@@ -110,7 +111,7 @@ def main() -> None:
     times = []
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
-        state, metrics = steps.train_step(state, batch, codec_state, alpha)
+        state, metrics = steps.train_step(state, batch, codec_state, alpha, index)
         jax.block_until_ready((state, metrics))
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)

@@ -39,12 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     initialize_distributed()
     from jaxaudio.codecs.encodec import EncodecWeightsError
     from jaxaudio.data.pairs import BadFileError
+    from jaxaudio.torch_io import TorchFileError
     from jaxaudio.training.checkpoint import CheckpointError
     from jaxaudio.training.trainer import fit
 
     try:
         return fit(cfg)
-    except (ConfigError, CheckpointError, BadFileError, EncodecWeightsError) as e:
+    except (ConfigError, CheckpointError, BadFileError, EncodecWeightsError, TorchFileError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -295,3 +295,24 @@ def test_layout_and_option_errors():
         L.spectral_outlier_penalty(y[:, 0], n_fft=256, freq_bands=((1800, 1810),))
     with pytest.raises(ValueError, match="m_parts"):
         L.modulation_correlation_penalty(y[:, :1, :100], y[:, :1, :100], y[:, :1, :100])
+
+
+def test_valid_weights_equal_the_unpadded_batch():
+    """A padded batch with ``valid`` gives the losses of its valid rows alone (validation's
+    last batch), also when the padding rows hold NaN."""
+    from jaxaudio.training.losses import combined_loss
+
+    key = jax.random.key(7)
+    k1, k2, k3 = jax.random.split(key, 3)
+    shape = (3, 1, 6000)
+    out = 0.1 * jax.random.normal(k1, shape)
+    inp = 0.2 * jax.random.normal(k2, shape)
+    tgt = 0.3 * jax.random.normal(k3, shape)
+    weights = (0.3, 0.4, 0.01, 0.02, 0.5)
+    ref = combined_loss(out[:2], inp[:2], tgt[:2], *weights[:4], weight_correlation=weights[4])
+    poison = lambda x: x.at[2].set(jnp.nan)
+    got = jax.jit(lambda o, i, t, v: combined_loss(o, i, t, *weights[:4],
+                                                     weight_correlation=weights[4], valid=v))(
+        poison(out), poison(inp), poison(tgt), jnp.array([1.0, 1.0, 0.0]))
+    for name, a, b in zip(ref._fields, got, ref):
+        np.testing.assert_allclose(float(a), float(b), rtol=2e-6, err_msg=name)

@@ -136,7 +136,8 @@ def test_stats_match_the_masks(eval_outputs):
     diversity = max(0.05 - v_in, 0.0) + max(0.05 - v_tgt, 0.0)
     expected = {
         "input_mask_mean": im.mean(), "target_mask_mean": tm.mean(), "mask_overlap": overlap,
-        "complementarity": overlap, "coverage": coverage, "temporal_diversity": diversity,
+        "complementarity": 1.0 - overlap, "complementarity_raw": overlap,
+        "coverage": coverage, "temporal_diversity": diversity,
         "input_mask_temporal_var": v_in, "target_mask_temporal_var": v_tgt,
         "balance": (im.mean() - 0.5) ** 2 + (tm.mean() - 0.5) ** 2,
     }

@@ -92,21 +92,32 @@ def test_end_to_end_mdct_with_mlflow(dataset, tmp_path):
 
 
 def test_resume_after_interruption_equals_uninterrupted(dataset, tmp_path):
-    full, cut = tmp_path / "full", tmp_path / "cut"
+    full = tmp_path / "full"
     common = ["--dataset_folder", dataset, "--epochs", 2, "--no_mlflow", *TINY]
     assert run([*common, "--checkpoint_dir", full]) == 0
-    # 4 train batches per epoch: stop after the third, then resume mid-epoch.
-    assert run([*common, "--checkpoint_dir", cut, "--stop_after_steps", 3]) == 0
-    interrupted = cut / "interrupted_checkpoint"
-    assert read_meta(interrupted)["position"]["batch"] == 3
-    assert run([*common, "--checkpoint_dir", cut, "--resume", interrupted]) == 0
     timing = "train_samples_per_second"  # wall-clock, the one value allowed to differ
     strip = lambda rows: [{k: v for k, v in r.items() if k != timing} for r in rows]
-    assert strip(history(full)) == strip(history(cut))
-    a, b = params_of(full, "checkpoint_epoch_2"), params_of(cut, "checkpoint_epoch_2")
-    assert a.keys() == b.keys()
-    for k in a:
-        np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+    # 4 train batches per epoch: stop mid-epoch (3) and on the epoch's last batch (4), where
+    # the epoch must still be validated and saved before the stop.
+    for stop_after in (3, 4):
+        cut = tmp_path / f"cut{stop_after}"
+        assert run([*common, "--checkpoint_dir", cut, "--stop_after_steps", stop_after]) == 0
+        position = read_meta(cut / "interrupted_checkpoint")["position"]
+        assert (position["epoch"], position["batch"]) == (0, stop_after)
+        assert run([*common, "--checkpoint_dir", cut, "--resume", cut]) == 0  # newest complete
+        assert strip(history(full)) == strip(history(cut))
+        a, b = params_of(full, "checkpoint_epoch_2"), params_of(cut, "checkpoint_epoch_2")
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k], err_msg=k)
+
+
+def test_batch_larger_than_the_split_is_a_flag_error(dataset, tmp_path, capsys):
+    args = list(TINY)
+    args[args.index("--batch_size") + 1] = "64"
+    assert run(["--dataset_folder", dataset, "--checkpoint_dir", tmp_path / "ck",
+                "--no_mlflow", *args]) == 2
+    assert "--batch_size 64" in capsys.readouterr().err
 
 
 def test_four_devices_give_the_losses_of_one(dataset, tmp_path):
@@ -224,13 +235,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_train_together(dataset, tmp_path):
+def test_two_processes_train_together_and_stop_together(dataset, tmp_path):
     port = _free_port()
     procs = []
     for pid in range(2):
+        # --stop_after_steps 1 asks to stop in the first epoch; the processes agree on it at
+        # the epoch's end (4 steps), so both write the epoch and the interrupted checkpoint.
         cmd = [sys.executable, "-m", "jaxaudio.train", "--dataset_folder", str(dataset),
-               "--checkpoint_dir", str(tmp_path / "ck"), "--epochs", "1", "--no_mlflow",
-               *[str(a) for a in TINY]]
+               "--checkpoint_dir", str(tmp_path / "ck"), "--epochs", "2", "--no_mlflow",
+               "--stop_after_steps", "1", *[str(a) for a in TINY]]
         i = cmd.index("--batch_size")
         assert cmd[i + 1] == "1"  # 2 processes x 2 devices x 1 = the global batch of 4
         env = _env(JAX_COORDINATOR_ADDRESS=f"localhost:{port}", JAX_NUM_PROCESSES="2",
@@ -245,3 +258,4 @@ def test_two_processes_train_together(dataset, tmp_path):
     (row,) = history(tmp_path / "ck")
     assert np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"])
     assert (tmp_path / "ck" / "best_model" / "COMPLETE").exists()
+    assert read_meta(tmp_path / "ck" / "interrupted_checkpoint")["position"]["batch"] == 4

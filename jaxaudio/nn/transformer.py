@@ -40,6 +40,9 @@ _ACTIVATIONS = {
 }
 
 
+# The original's position table: sequences of at most this many frames.
+MAX_POSITIONS = 2000
+
 class TransformerEncoderLayer(nnx.Module):
     """``torch.nn.TransformerEncoderLayer`` with ``norm_first=False`` (post-norm).
 
@@ -142,7 +145,7 @@ class PositionalEncoding(nnx.Module):
     composer's positions, which have none) makes this a plain addition.
     """
 
-    def __init__(self, d_model: int, dropout: float = 0.1, max_len: int = 2000):
+    def __init__(self, d_model: int, dropout: float = 0.1, max_len: int = MAX_POSITIONS):
         self.d_model = d_model
         self.max_len = max_len
         self.dropout = nnx.Dropout(dropout)

@@ -96,13 +96,15 @@ def save_checkpoint(directory: str | Path, name: str, state: Any, meta: dict[str
         os.replace(tmp, final)
         _fsync_dir(directory)
         if old.exists():
+            (old / COMPLETE).unlink(missing_ok=True)  # never a fallback once half-deleted
             shutil.rmtree(old, ignore_errors=True)
     _sync(f"jaxaudio-ckpt-done-{name}")
     return final
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
-    """The complete checkpoint at ``path``, or the one renamed aside by an interrupted swap."""
+    """The complete checkpoint at ``path``; the one renamed aside by an interrupted swap; or,
+    for a checkpoint directory (``--checkpoint_dir``), its newest complete checkpoint."""
     path = Path(path)
     if (path / COMPLETE).exists():
         return path
@@ -110,10 +112,25 @@ def resolve_checkpoint(path: str | Path) -> Path:
     for cand in reversed(aside):
         if (cand / COMPLETE).exists():
             return cand
-    if path.exists():
+    if path.is_dir():
+        inside = [d for d in path.iterdir()
+                  if d.is_dir() and not d.name.startswith(".") and (d / COMPLETE).exists()]
+        if inside:
+            return max(inside, key=lambda d: (_step_of(d), d.stat().st_mtime))
+        if not (path / "state").exists():
+            raise CheckpointError(f"{path}: neither a checkpoint (best_model/, "
+                                  f"checkpoint_epoch_N/, interrupted_checkpoint/) nor a folder "
+                                  f"holding one")
         raise CheckpointError(f"{path}: incomplete checkpoint (no {COMPLETE} marker); it was "
                               f"not finished and cannot be used")
     raise CheckpointError(f"{path}: no such checkpoint")
+
+
+def _step_of(path: Path) -> int:
+    try:
+        return int(json.loads((path / META).read_text()).get("step", -1))
+    except (OSError, ValueError):
+        return -1
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

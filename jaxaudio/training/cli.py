@@ -36,7 +36,7 @@ HELP: dict[str, str] = {
     "seed": "random seed: parameters, data order, dropout and noise all derive from it",
     "checkpoint_dir": "where checkpoints are written (best, every --save_every epochs, interrupted)",
     "save_every": "save a checkpoint every N epochs",
-    "resume": "checkpoint folder to resume from (restores everything, including data position)",
+    "resume": "checkpoint to resume from (restores everything, including the data position); a --checkpoint_dir picks its newest complete checkpoint",
     "unity_test": "sanity check: the target becomes the decoded input (true/false)",
     "anti_cheating": "noise level on the cascade's input in training (0 = none)",
     "loss_weight_input": "weight of RMS(output, input)",

@@ -25,6 +25,8 @@ PRECISIONS = ("fp32", "bf16")
 
 # The built-in run: small enough for a 2-core CPU in about five minutes.
 BUILTIN_DATASET = "data/synthetic"
+SAMPLE_RATE = 24000  # both codecs
+ENCODEC_HOP = 320  # EnCodec 24 kHz: 75 latent frames a second
 
 
 class ConfigError(ValueError):
@@ -163,6 +165,19 @@ class TrainConfig:
         need(self.log_samples >= 0, "log_samples", "an integer >= 0", self.log_samples)
         need(self.stop_after_steps is None or self.stop_after_steps >= 1, "stop_after_steps",
              "a positive integer", self.stop_after_steps)
+        if self.cascade:
+            from jaxaudio.nn.transformer import MAX_POSITIONS
+
+            hop = self.encoding_dim if self.codec == "mdct" else ENCODEC_HOP
+            frames = int(round(self.clip_seconds * SAMPLE_RATE)) // hop
+            if frames > MAX_POSITIONS:
+                longest = MAX_POSITIONS * hop / SAMPLE_RATE
+                raise ConfigError(
+                    f"--clip_seconds {self.clip_seconds:g}: {frames} {self.codec} frames, but the "
+                    f"cascade's position table holds {MAX_POSITIONS} (at most {longest:.2f} s "
+                    f"with --codec {self.codec}"
+                    + (f" --encoding_dim {self.encoding_dim}" if self.codec == "mdct" else "")
+                    + "); use shorter clips" + (" or --codec encodec" if self.codec == "mdct" else ""))
         if self.use_creative_agent and self.use_compositional_agent:
             raise ConfigError("--use_creative_agent and --use_compositional_agent are mutually "
                               "exclusive: choose one creative agent")

@@ -47,21 +47,48 @@ def _pair(a, b, names: tuple[str, str]) -> tuple[jax.Array, jax.Array]:
     return a.astype(dt), b.astype(dt)
 
 
+def _rows(x: jax.Array, w: jax.Array | None) -> jax.Array:
+    """``x [B, ...]`` with the rows of weight 0 zeroed (no weights: ``x``)."""
+    if w is None:
+        return x
+    keep = w.reshape((-1,) + (1,) * (x.ndim - 1)) > 0
+    return jnp.where(keep, x, jnp.zeros((), x.dtype))
+
+
+def _mean(x: jax.Array, w: jax.Array | None) -> jax.Array:
+    """Mean over every element of the rows of weight 1 (``w`` is ``[B]`` of 0/1, or None)."""
+    if w is None:
+        return jnp.mean(x)
+    per_row = x[0].size
+    return jnp.sum(_rows(x, w)) / (jnp.maximum(jnp.sum(w), 1).astype(x.dtype) * per_row)
+
+
+def _weights(valid, batch: int) -> jax.Array | None:
+    if valid is None:
+        return None
+    w = jnp.asarray(valid)
+    if w.shape != (batch,):
+        raise ValueError(f"valid must be a [B] = [{batch}] array of 0/1 weights, got {w.shape}")
+    return w
+
+
 def _fro(x: jax.Array) -> jax.Array:
     return safe_sqrt(jnp.sum(x * x))
 
 
-def rms_loss(output: jax.Array, target: jax.Array) -> jax.Array:
+def rms_loss(output: jax.Array, target: jax.Array, *, valid: jax.Array | None = None) -> jax.Array:
     """``sqrt(mean((output - target)**2))`` over every element.
 
     Args:
         output, target: audio ``[B, N]`` or ``[B, 1, N]``.
+        valid: optional ``[B]`` 0/1 weights; the loss is then that of the rows marked 1 alone
+            (the losses of a padded last batch, as if it were not padded).
 
     Returns a scalar. Unlike torch (NaN), the gradient at ``output == target`` is 0.
     """
     o, t = _pair(output, target, ("output", "target"))
     d = o - t
-    return safe_sqrt(jnp.mean(d * d))
+    return safe_sqrt(_mean(d * d, _weights(valid, o.shape[0])))
 
 
 # --- multi-resolution STFT ------------------------------------------------------------------
@@ -107,14 +134,14 @@ class _SpecCache:
         return self._logmel[key]
 
 
-def _stft_distance(pred: _SpecCache, target: _SpecCache, resolutions) -> jax.Array:
+def _stft_distance(pred: _SpecCache, target: _SpecCache, resolutions, w=None) -> jax.Array:
     sc_sum = 0.0
     lm_sum = 0.0
     for res in resolutions:
         mp, lp = pred.mag_logmag(res)
         mt, lt = target.mag_logmag(res)
-        sc_sum = sc_sum + _fro(mp - mt) / (_fro(mt) + SC_EPS)
-        lm_sum = lm_sum + jnp.mean(magnitude(lp - lt))
+        sc_sum = sc_sum + _fro(_rows(mp - mt, w)) / (_fro(_rows(mt, w)) + SC_EPS)
+        lm_sum = lm_sum + _mean(magnitude(lp - lt), w)
     return (sc_sum + lm_sum) / len(resolutions)
 
 
@@ -124,6 +151,8 @@ def stft_loss(
     fft_sizes: Sequence[int] = DEFAULT_FFT_SIZES,
     hop_sizes: Sequence[int] = DEFAULT_HOP_SIZES,
     win_sizes: Sequence[int] = DEFAULT_WIN_SIZES,
+    *,
+    valid: jax.Array | None = None,
 ) -> jax.Array:
     """Multi-resolution STFT loss: spectral convergence plus mean log-magnitude L1.
 
@@ -134,14 +163,15 @@ def stft_loss(
 
     Args:
         y_pred, y_target: audio ``[B, N]`` or ``[B, 1, N]``.
+        valid: optional ``[B]`` 0/1 weights (see :func:`rms_loss`).
     """
     resolutions = _resolutions(fft_sizes, hop_sizes, win_sizes)
     p, t = _pair(y_pred, y_target, ("y_pred", "y_target"))
-    return _stft_distance(_SpecCache(p), _SpecCache(t), resolutions)
+    return _stft_distance(_SpecCache(p), _SpecCache(t), resolutions, _weights(valid, p.shape[0]))
 
 
-def _mel_distance(pred: _SpecCache, target: _SpecCache, mel_args: tuple) -> jax.Array:
-    return jnp.mean(magnitude(pred.logmel(*mel_args) - target.logmel(*mel_args)))
+def _mel_distance(pred: _SpecCache, target: _SpecCache, mel_args: tuple, w=None) -> jax.Array:
+    return _mean(magnitude(pred.logmel(*mel_args) - target.logmel(*mel_args)), w)
 
 
 def mel_loss(
@@ -153,6 +183,8 @@ def mel_loss(
     hop_length: int = 256,
     fmin: float = 0.0,
     fmax: float | None = 8000.0,
+    *,
+    valid: jax.Array | None = None,
 ) -> jax.Array:
     """Mean L1 distance of log mel spectrograms, ``log(mel + 1e-5)``.
 
@@ -161,10 +193,11 @@ def mel_loss(
 
     Args:
         y_pred, y_target: audio ``[B, N]`` or ``[B, 1, N]``.
+        valid: optional ``[B]`` 0/1 weights (see :func:`rms_loss`).
     """
     p, t = _pair(y_pred, y_target, ("y_pred", "y_target"))
     mel_args = (sample_rate, n_fft, n_mels, hop_length, fmin, fmax)
-    return _mel_distance(_SpecCache(p), _SpecCache(t), mel_args)
+    return _mel_distance(_SpecCache(p), _SpecCache(t), mel_args, _weights(valid, p.shape[0]))
 
 
 # --- the training objective -------------------------------------------------------------------
@@ -200,6 +233,8 @@ def combined_loss(
     weight_spectral,
     weight_mel,
     weight_correlation=0.0,
+    *,
+    valid: jax.Array | None = None,
 ) -> CombinedLoss:
     """The original's training objective.
 
@@ -217,6 +252,9 @@ def combined_loss(
 
     Args:
         output_audio, input_audio, target_audio: ``[B, 1, N]`` or ``[B, N]``.
+        valid: optional ``[B]`` 0/1 weights: every component is then computed over the rows
+            marked 1 alone, exactly as on a batch without the others (the validation's padded
+            last batch).
 
     Returns:
         :class:`CombinedLoss` ``(total, rms_input, rms_target, spectral, mel, corr_penalty)``.
@@ -231,29 +269,31 @@ def combined_loss(
         )
     dt = jnp.promote_types(jnp.promote_types(out.dtype, inp.dtype), tgt.dtype)
     out, inp, tgt = out.astype(dt), inp.astype(dt), tgt.astype(dt)
+    rows = _weights(valid, out.shape[0])
     spec_out, spec_in, spec_tg = _SpecCache(out), _SpecCache(inp), _SpecCache(tgt)
     resolutions = _resolutions(DEFAULT_FFT_SIZES, DEFAULT_HOP_SIZES, DEFAULT_WIN_SIZES)
     mel_args = (24000, 1024, 80, 256, 0.0, 8000.0)
 
     def spectral():
         return 0.5 * (
-            _stft_distance(spec_out, spec_in, resolutions)
-            + _stft_distance(spec_out, spec_tg, resolutions)
+            _stft_distance(spec_out, spec_in, resolutions, rows)
+            + _stft_distance(spec_out, spec_tg, resolutions, rows)
         )
 
     def mel():
         return 0.5 * (
-            _mel_distance(spec_out, spec_in, mel_args) + _mel_distance(spec_out, spec_tg, mel_args)
+            _mel_distance(spec_out, spec_in, mel_args, rows)
+            + _mel_distance(spec_out, spec_tg, mel_args, rows)
         )
 
     components = {
-        "rms_input": (weight_input, lambda: rms_loss(out, inp)),
-        "rms_target": (weight_target, lambda: rms_loss(out, tgt)),
+        "rms_input": (weight_input, lambda: rms_loss(out, inp, valid=rows)),
+        "rms_target": (weight_target, lambda: rms_loss(out, tgt, valid=rows)),
         "spectral": (weight_spectral, spectral),
         "mel": (weight_mel, mel),
         "corr_penalty": (
             weight_correlation,
-            lambda: modulation_correlation_penalty(inp, tgt, out, m_parts=250),
+            lambda: modulation_correlation_penalty(inp, tgt, out, m_parts=250, valid=rows),
         ),
     }
     fields = {}

@@ -23,7 +23,10 @@ log = logging.getLogger(__name__)
 class MetricAccumulator:
     """Sums per-step metric dicts on the device; `means()` fetches once.
 
-    Keys named ``count_*`` are summed, not averaged (e.g. skipped steps).
+    Keys named ``count_*`` are summed, not averaged (e.g. skipped steps); keys starting with
+    ``_`` are for the host's per-step checks and are not accumulated. Means are taken over the
+    steps that were not skipped (a skipped step reports zeros), and the discriminator's
+    ``disc_*`` metrics over the steps that updated it.
     """
 
     def __init__(self) -> None:
@@ -31,10 +34,11 @@ class MetricAccumulator:
         self._n = 0
 
     def add(self, metrics: Mapping[str, jax.Array]) -> None:
+        metrics = {k: v for k, v in metrics.items() if not k.startswith("_")}
         if self._sum is None:
-            self._sum = dict(metrics)
+            self._sum = metrics
         else:
-            self._sum = jax.tree.map(jnp.add, self._sum, dict(metrics))
+            self._sum = jax.tree.map(jnp.add, self._sum, metrics)
         self._n += 1
 
     @property
@@ -58,11 +62,17 @@ class MetricAccumulator:
     def means(self) -> dict[str, float]:
         if not self._sum:
             return {}
-        host = jax.device_get(self._sum)
-        return {
-            k: float(v) if k.startswith("count_") else float(v) / self._n
-            for k, v in host.items()
-        }
+        host = {k: float(v) for k, v in jax.device_get(self._sum).items()}
+        steps = self._n - host.get("count_skipped_steps", 0.0)
+        disc_steps = host.get("count_disc_updates", 0.0)
+        out = {}
+        for k, v in host.items():
+            if k.startswith("count_"):
+                out[k] = v
+            else:
+                n = disc_steps if k.startswith("disc_") else steps
+                out[k] = v / n if n > 0 else float("nan")
+        return out
 
 
 class Tracker(Protocol):
@@ -107,7 +117,14 @@ class MLflowTracker:
         self._mlflow = mlflow
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(experiment)
-        self._run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
+        try:
+            self._run = mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name)
+        except mlflow.exceptions.MlflowException as e:
+            if run_id is None:
+                raise
+            log.warning("MLflow run %s of the checkpoint is not in %s (%s); logging to a new run",
+                        run_id, uri, e)
+            self._run = mlflow.start_run(run_name=run_name)
         self.run_id = self._run.info.run_id
         self.uri = uri
         self._finished = False

@@ -119,6 +119,8 @@ def modulation_correlation_penalty(
     target_audio: jax.Array,
     output_audio: jax.Array,
     m_parts: int = 250,
+    *,
+    valid: jax.Array | None = None,
 ) -> jax.Array:
     """Penalty for copying the amplitude envelope of the input or the target.
 
@@ -129,17 +131,27 @@ def modulation_correlation_penalty(
 
     Args:
         input_audio, target_audio, output_audio: ``[B, N]`` or ``[B, 1, N]``.
+        valid: optional ``[B]`` 0/1 weights: the mean runs over the rows marked 1 only (a
+            padded last batch), exactly as if the others were absent.
     """
     if m_parts < 2:
         raise ValueError(f"modulation_correlation_penalty: m_parts must be >= 2, got {m_parts}")
     inp = as_mono_batch(input_audio, "input_audio")
     tgt = as_mono_batch(target_audio, "target_audio")
     out = as_mono_batch(output_audio, "output_audio")
+    if valid is not None:  # padding rows must not trip the NaN guard
+        out = jnp.where((jnp.asarray(valid) > 0)[:, None], out, 0)
     has_nan = jnp.any(jnp.isnan(out))
     # Zeroing the NaNs keeps the discarded branch's gradient finite (0 * NaN would be NaN).
     out = jnp.where(has_nan, 0, out)
     env_out = _envelope(out, m_parts)
     c_in = _pearson(_envelope(inp, m_parts), env_out, m_parts)
     c_tg = _pearson(_envelope(tgt, m_parts), env_out, m_parts)
-    cost = jnp.mean(c_in**2 + c_tg**2)
+    per_clip = c_in**2 + c_tg**2
+    if valid is None:
+        cost = jnp.mean(per_clip)
+    else:
+        keep = jnp.asarray(valid) > 0
+        n = jnp.maximum(jnp.sum(keep), 1).astype(per_clip.dtype)
+        cost = jnp.sum(jnp.where(keep, per_clip, 0)) / n
     return jnp.where(has_nan, 0, cost).astype(cost.dtype)

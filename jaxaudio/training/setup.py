@@ -43,11 +43,17 @@ def ensure_builtin_dataset(cfg: TrainConfig) -> None:
 
     if jax.process_index() == 0:
         root = Path(cfg.dataset_folder)
-        if not (root / "train").is_dir():
+        if (root / "train").is_dir() and (root / "val").is_dir():
+            log.info("built-in run: using the dataset already in %s", root)
+        elif root.exists() and any(root.iterdir()):
+            raise ConfigError(f"{root} exists but holds no train/ and val/ folders; the built-in "
+                              f"run makes its synthetic dataset there: move that folder away, or "
+                              f"pass --dataset_folder")
+        else:
             print(f"Making the built-in synthetic dataset in {root} "
                   f"({BUILTIN_PAIRS} pairs of {BUILTIN_SECONDS:g} s) ...", flush=True)
-        make_synthetic_dataset(root, num_pairs=BUILTIN_PAIRS, duration=BUILTIN_SECONDS,
-                               seed=0, sample_rate=24000)
+            make_synthetic_dataset(root, num_pairs=BUILTIN_PAIRS, duration=BUILTIN_SECONDS,
+                                   seed=0, sample_rate=24000)
     if jax.process_count() > 1:
         from jax.experimental import multihost_utils
 
@@ -82,6 +88,11 @@ def build_data(cfg: TrainConfig, codec, mesh: Mesh) -> Data:
                                          clip_samples=n, skip_bad_files=cfg.skip_bad_files)
     local = sum(1 for d in mesh.devices.flat if d.process_index == jax.process_index())
     per_process = cfg.batch_size * local
+    global_batch = per_process * jax.process_count()
+    if len(train_ds) < global_batch:
+        raise ConfigError(f"--batch_size {cfg.batch_size}: one global batch ({cfg.batch_size} x "
+                          f"{global_batch // cfg.batch_size} devices = {global_batch}) is larger "
+                          f"than the {len(train_ds)} training pairs in {cfg.dataset_folder}/train")
     sources = []
     for ds in (train_ds, val_ds):
         if cfg.use_cache:

@@ -95,7 +95,9 @@ class Steps:
         new_buffers = jax.tree.map(lambda new, old: new.astype(old.dtype), new_buffers, buffers)
         as32 = lambda v: None if v is None else jnp.asarray(v, jnp.float32)
         primal = (out.output.astype(jnp.float32), as32(out.mask_reg_loss), as32(out.balance_loss))
-        stats = {k: jnp.asarray(v, jnp.float32) for k, v in dict(out.stats).items()}
+        # "balance" is the balance loss, which the step reports as balance_loss.
+        stats = {k: jnp.asarray(v, jnp.float32) for k, v in dict(out.stats).items()
+                 if k != "balance"}
         return primal, (stats, new_buffers)
 
     def _disc_logits(self, d_params, d_buffers, x, key):
@@ -160,7 +162,7 @@ class Steps:
 
     # --- the steps ----------------------------------------------------------------------
 
-    def _train_step(self, state: TrainState, batch: dict, codec_state, alpha):
+    def _train_step(self, state: TrainState, batch: dict, codec_state, alpha, batch_index):
         cfg = self.cfg
         key = jax.random.fold_in(self.base_key, state.step)
         codec = nnx.merge(self.codec_graphdef, codec_state)
@@ -180,8 +182,11 @@ class Steps:
             k_d = jax.random.fold_in(key, 5)
 
             def d_loss_fn(dp):
-                real_logits = self._disc_logits(dp, state.disc_buffers, real, k_d)
-                fake_logits = self._disc_logits(dp, state.disc_buffers, fake, k_d)
+                # Two independent training forwards (own dropout masks), as the original.
+                real_logits = self._disc_logits(dp, state.disc_buffers, real,
+                                                jax.random.fold_in(k_d, 0))
+                fake_logits = self._disc_logits(dp, state.disc_buffers, fake,
+                                                jax.random.fold_in(k_d, 1))
                 loss, racc, facc = discriminator_loss(real_logits, fake_logits)
                 return loss, (racc, facc)
 
@@ -199,8 +204,9 @@ class Steps:
                 dp, dos = operand
                 return dp, dos, jnp.zeros((4,), jnp.float32)
 
+            # Every disc_update_freq-th batch of the epoch, as the original counts.
             d_params, d_opt_state, d_m = jax.lax.cond(
-                state.step % cfg.disc_update_freq == 0, update_disc, skip_disc,
+                batch_index % cfg.disc_update_freq == 0, update_disc, skip_disc,
                 (d_params, d_opt_state))
             metrics.update(disc_loss=d_m[0], disc_real_acc=d_m[1], disc_fake_acc=d_m[2],
                            count_disc_updates=d_m[3])
@@ -241,11 +247,18 @@ class Steps:
         metrics.update(loss=loss, grad_norm=grad_norm, **aux)
         if reg is not None:
             metrics["mask_reg_loss"] = reg
+            if cfg.agent == "compositional":
+                metrics["novelty_loss"] = reg  # the original's name for this agent's loss
         if bal is not None:
             metrics["balance_loss"] = bal
         metrics.update(stats)
+        # A skipped step's numbers are non-finite: they are zeroed and left out of the means.
+        metrics = {k: jnp.asarray(v, jnp.float32) if k.startswith("count_")
+                   else jnp.where(ok, jnp.asarray(v, jnp.float32), 0.0)
+                   for k, v in metrics.items()}
         metrics["count_skipped_steps"] = (~ok).astype(jnp.float32)
-        metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+        nonfinite_run = jnp.where(ok, 0, state.nonfinite_run + 1).astype(jnp.int32)
+        metrics["_nonfinite_run"] = nonfinite_run.astype(jnp.float32)
         new_state = TrainState(
             step=state.step + 1,
             params=keep(new_params, state.params),
@@ -254,13 +267,15 @@ class Steps:
             disc_params=d_params,
             disc_buffers=state.disc_buffers,
             disc_opt_state=d_opt_state,
-            nonfinite_run=jnp.where(ok, 0, state.nonfinite_run + 1).astype(jnp.int32),
+            nonfinite_run=nonfinite_run,
         )
         return new_state, metrics
 
     def _eval_step(self, state: TrainState, batch: dict, codec_state):
-        """The original's validation loss (combined loss + mask_reg_weight x agent loss), per
-        clip, summed with the batch's ``valid`` weights; ``count`` is the number of clips."""
+        """The original's validation loss of one batch: combined loss + mask_reg_weight x
+        agent loss, eval mode. The padding rows of the last batch (``valid`` 0) are left out of
+        every audio loss, so it is the loss of the real clips alone; ``count`` is 1 (the loop
+        averages over batches, as the original does)."""
         cfg = self.cfg
         codec = nnx.merge(self.codec_graphdef, codec_state)
         fields = self._fields(batch, codec)
@@ -274,27 +289,27 @@ class Steps:
             state.params, state.buffers, in_lat, tgt_lat, train=False, key=self.base_key)
         out_audio = codec.decode(enc_out)
         n = min(out_audio.shape[-1], in_audio.shape[-1], tgt_audio.shape[-1])
-
-        def per_clip(o, i, t):
-            p = combined_loss(o[None], i[None], t[None], cfg.loss_weight_input,
-                              cfg.loss_weight_target, cfg.loss_weight_spectral,
-                              cfg.loss_weight_mel, weight_correlation=cfg.corr_weight)
-            return dict(loss=p.total, rms_input=p.rms_input, rms_target=p.rms_target,
-                        spectral=p.spectral, mel=p.mel, corr_penalty=p.corr_penalty)
-
-        clips = jax.vmap(per_clip)(_trim(out_audio, n), _trim(in_audio, n), _trim(tgt_audio, n))
+        p = combined_loss(_trim(out_audio, n), _trim(in_audio, n), _trim(tgt_audio, n),
+                          cfg.loss_weight_input, cfg.loss_weight_target,
+                          cfg.loss_weight_spectral, cfg.loss_weight_mel,
+                          weight_correlation=cfg.corr_weight, valid=batch["valid"])
+        m = dict(loss=p.total, rms_input=p.rms_input, rms_target=p.rms_target,
+                 spectral=p.spectral, mel=p.mel, corr_penalty=p.corr_penalty)
         if reg is not None:
-            clips["loss"] = clips["loss"] + cfg.mask_reg_weight * reg
-            clips["mask_reg_loss"] = jnp.broadcast_to(reg, clips["loss"].shape)
-        w = batch["valid"].astype(jnp.float32)
-        sums = {k: jnp.sum(jnp.asarray(v, jnp.float32) * w) for k, v in clips.items()}
-        sums["count"] = jnp.sum(w)
-        return sums
+            m["loss"] = m["loss"] + cfg.mask_reg_weight * reg
+            m["mask_reg_loss"] = reg
+        m = {k: jnp.asarray(v, jnp.float32) for k, v in m.items()}
+        m["count"] = jnp.ones((), jnp.float32)
+        return m
 
     def _predict(self, state: TrainState, batch: dict, codec_state):
         """Eval-mode ``input``, ``target`` and ``output`` audio ``[B, 1, N]`` for samples."""
         codec = nnx.merge(self.codec_graphdef, codec_state)
-        fields = self._fields(batch, codec)
+        fields = dict(self._fields(batch, codec))
+        if self.cfg.unity_test:  # what validation measured: the decoded input as the target
+            fields["target_audio"] = fields["input_audio"]
+            if self.cfg.cascade:
+                fields["target_latent"] = codec.encode(fields["input_audio"])
         (enc_out, _, _), _ = self._model_forward(
             state.params, state.buffers, fields["input_latent"], fields["target_latent"],
             train=False, key=self.base_key)

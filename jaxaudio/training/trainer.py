@@ -108,6 +108,7 @@ class Run:
         return ckpt.save_checkpoint(self.ckpt_dir, name, self.state, self._meta(position, partial))
 
     def _restore(self, path: str) -> None:
+        path = str(ckpt.resolve_checkpoint(path))
         meta = ckpt.read_meta(path)
         saved = meta["config"]
         diffs = [f"--{k}: checkpoint {saved.get(k)!r}, now {getattr(self.cfg, k)!r}"
@@ -129,13 +130,30 @@ class Run:
         self.partial = meta.get("partial_metrics") if self.start_batch > 0 else None
         self.run_id = meta.get("mlflow_run_id")
         if self.main:
+            self._truncate_history()
             print(f"Resumed from {path}: epoch {self.epoch + 1}, batch {self.start_batch}, "
                   f"step {meta['step']}", flush=True)
+
+    def _truncate_history(self) -> None:
+        """Drop metrics.jsonl rows of epochs after the checkpoint (resuming an older one)."""
+        import json
+
+        history = self.ckpt_dir / "metrics.jsonl"
+        if not history.exists():
+            return
+        rows = history.read_text().splitlines()
+        keep = [r for r in rows if r.strip() and json.loads(r).get("epoch", 0) <= self.epoch]
+        if len(keep) != len(rows):
+            tmp = history.with_name(history.name + ".tmp")
+            tmp.write_text("".join(r + "\n" for r in keep))
+            tmp.replace(history)
 
     # --- the loop --------------------------------------------------------------------------
 
     def train_epoch(self, stop: StopFlag) -> dict[str, float] | None:
-        """One epoch (from ``start_batch``); None when interrupted (a checkpoint was saved)."""
+        """One epoch (from ``start_batch``); None when interrupted mid-epoch (a checkpoint was
+        saved). A stop that arrives after the epoch's last step lets the epoch finish (its
+        validation and checkpoints); :meth:`fit` then stops at the epoch boundary."""
         cfg, steps = self.cfg, self.steps
         alpha = jnp.asarray(curriculum_alpha(cfg, self.epoch), jnp.float32)
         acc = MetricAccumulator.from_state(self.partial)
@@ -145,29 +163,31 @@ class Run:
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not self.main,
                    dynamic_ncols=True)
         pending = None  # (step number, metrics) of the step before this one
-        nonfinite_run, t0, n_steps = 0, time.perf_counter(), 0
+        t0, n_steps = time.perf_counter(), 0
         limit = cfg.stop_after_steps
         with it, bar:
             for batch in it:
-                step_no = int(self.state_step_hint) + n_steps
+                step_no = self.state_step_hint + n_steps
+                batch_index = jnp.asarray(self.start_batch + n_steps, jnp.int32)
                 self.state, m = steps.train_step(self.state, self.train_to_global(batch),
-                                                 self.codec_state, alpha)
+                                                 self.codec_state, alpha, batch_index)
                 acc.add(m)
                 n_steps += 1
                 if pending is not None:
-                    nonfinite_run = self._check(pending, nonfinite_run, bar)
+                    self._check(pending, bar)
                 pending = (step_no, m)
                 bar.update(1)
                 self.steps_this_process += 1
                 if limit is not None and self.steps_this_process >= limit:
                     stop.requested, stop.signal_name = True, f"--stop_after_steps {limit}"
-                if (stop.requested and jax.process_count() == 1) or (
-                        jax.process_count() > 1 and n_steps % 10 == 0 and stop.agreed()):
-                    self._check(pending, nonfinite_run, bar)
-                    self.save("interrupted_checkpoint", it.state(), acc.state())
-                    return None
+                # Several processes must agree (a collective), so they ask every 10 steps.
+                if len(it) and (jax.process_count() == 1 or self.steps_this_process % 10 == 0):
+                    if stop.agreed():
+                        self._check(pending, bar)
+                        self.save("interrupted_checkpoint", it.state(), acc.state())
+                        return None
             if pending is not None:
-                self._check(pending, nonfinite_run, bar)
+                self._check(pending, bar)
         self.state_step_hint += n_steps
         jax.block_until_ready(self.state.step)
         elapsed = time.perf_counter() - t0
@@ -177,23 +197,22 @@ class Run:
         means["alpha"] = float(alpha)
         return means
 
-    def _check(self, pending, nonfinite_run: int, bar) -> int:
+    def _check(self, pending, bar) -> None:
+        """Progress bar, and the non-finite guard: the step counts consecutive skipped updates
+        in its state (across epochs and resumes); too many in a row stop the run."""
         step_no, m = pending
-        skipped = float(m["count_skipped_steps"]) > 0
         if self.main:
             bar.set_postfix(loss=f"{float(m['loss']):.4f}", refresh=False)
-        if not skipped:
-            return 0
-        nonfinite_run += 1
-        log.warning("step %d: non-finite loss or gradient norm (loss %s, grad_norm %s); update "
-                    "skipped", step_no, float(m["loss"]), float(m["grad_norm"]))
-        if nonfinite_run >= self.cfg.max_nonfinite_steps:
+        if float(m["count_skipped_steps"]) == 0:
+            return
+        run = int(m["_nonfinite_run"])
+        log.warning("step %d: non-finite loss or gradient norm; update skipped (%d in a row)",
+                    step_no, run)
+        if run >= self.cfg.max_nonfinite_steps:
             raise NonFiniteError(
-                f"stopping at step {step_no}: {nonfinite_run} consecutive steps had a non-finite "
-                f"loss or gradient norm (last loss {float(m['loss'])}, grad_norm "
-                f"{float(m['grad_norm'])}). The last good parameters were kept; lower --lr or "
-                f"check the data.")
-        return nonfinite_run
+                f"stopping at step {step_no}: {run} consecutive steps had a non-finite loss or "
+                f"gradient norm. The last good parameters were kept; lower --lr or check the "
+                f"data.")
 
     def fit(self) -> int:
         cfg = self.cfg
@@ -210,11 +229,7 @@ class Run:
             while self.epoch < cfg.epochs:
                 train = self.train_epoch(stop)
                 if train is None:
-                    print(f"\nInterrupted ({stop.signal_name}); saved "
-                          f"{self.ckpt_dir / 'interrupted_checkpoint'}. Continue with: "
-                          f"--resume {self.ckpt_dir / 'interrupted_checkpoint'}", flush=True)
-                    self.tracker.finish("KILLED")
-                    return 0
+                    return self._interrupted(stop)
                 val = validate_epoch(self.steps, self.state, self.data.val, self.epoch,
                                      self.codec_state, self.val_to_global, self.main)
                 metrics = {**{f"train_{k}": v for k, v in train.items()},
@@ -252,6 +267,9 @@ class Run:
                         print(f"Early stopping: no better validation loss for "
                               f"{self.patience_counter} epochs", flush=True)
                     break
+                if self.epoch < cfg.epochs and stop.agreed():  # a stop during this epoch's end
+                    self.save("interrupted_checkpoint", done)
+                    return self._interrupted(stop)
         except NonFiniteError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             self.tracker.finish("FAILED")
@@ -265,6 +283,14 @@ class Run:
                   f"  checkpoints: {self.ckpt_dir.resolve()} (best: best_model/)\n"
                   f"  metrics:     {history.resolve()}\n"
                   f"  MLflow:      {self.tracker.where}", flush=True)
+        return 0
+
+    def _interrupted(self, stop: StopFlag) -> int:
+        path = self.ckpt_dir / "interrupted_checkpoint"
+        if self.main:
+            print(f"\nInterrupted ({stop.signal_name}); saved {path}. Continue with: "
+                  f"--resume {path}", flush=True)
+        self.tracker.finish("KILLED")
         return 0
 
     def _end_epoch(self, metrics: dict[str, float]) -> None:

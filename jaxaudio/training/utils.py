@@ -85,7 +85,10 @@ def initialize_distributed() -> bool:
                                "JAX_PROCESS_ID must be integers too") from e
         if n > 1:
             jax.distributed.initialize(coordinator_address=addr, num_processes=n, process_id=pid)
-    elif int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_JOB_ID" in os.environ:
+    elif (int(os.environ.get("SLURM_NTASKS", "1")) > 1
+          and all(v in os.environ for v in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST",
+                                             "SLURM_PROCID", "SLURM_LOCALID"))):
+        # Inside an srun job step of several tasks (not merely a multi-task allocation).
         jax.distributed.initialize()
     return jax.process_count() > 1
 

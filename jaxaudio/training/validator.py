@@ -1,9 +1,9 @@
 """Validation each epoch, and the audio samples logged beside it.
 
 The validation loss is the original's: the combined audio loss plus ``mask_reg_weight`` times
-the agent's loss, in eval mode. It is computed per clip and averaged over clips, so it does
-not depend on the batch size or the number of devices (the last batch is padded with repeats
-that carry zero weight).
+the agent's loss, in eval mode, averaged over batches. The last batch is padded to the full
+batch shape (no recompilation) with rows of zero weight, which every audio loss leaves out,
+so its losses are those of its real clips alone, as the original's shorter last batch.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 def validate_epoch(steps, state, loader, epoch: int, codec_state, to_global: Callable,
                    show_progress: bool) -> dict[str, float]:
-    """Mean per-clip validation metrics of one pass over ``loader``."""
+    """Mean validation metrics over the batches of one pass over ``loader``."""
     sums: dict[str, jax.Array] | None = None
     it = loader.epoch(epoch)
     with it:

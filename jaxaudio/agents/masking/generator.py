@@ -52,7 +52,8 @@ def mask_regularisers(input_mask: jax.Array, target_mask: jax.Array
 
     ``stats`` holds every part and the mask means as scalars with no gradient (the original
     kept them as detached floats): ``input_mask_mean``, ``target_mask_mean``, ``mask_overlap``
-    (= ``complementarity``), ``complementarity``, ``coverage``, ``temporal_diversity``,
+    (= ``complementarity_raw``, the regulariser's term), ``complementarity`` (``1 - overlap``,
+    what the original logged under that name), ``coverage``, ``temporal_diversity``,
     ``input_mask_temporal_var``, ``target_mask_temporal_var``, ``balance``.
     """
     complementarity = jnp.mean(input_mask * target_mask)
@@ -72,7 +73,8 @@ def mask_regularisers(input_mask: jax.Array, target_mask: jax.Array
         "input_mask_mean": input_offset + 0.5,
         "target_mask_mean": target_offset + 0.5,
         "mask_overlap": complementarity,
-        "complementarity": complementarity,
+        "complementarity": 1.0 - complementarity,
+        "complementarity_raw": complementarity,
         "coverage": coverage,
         "temporal_diversity": temporal_diversity,
         "input_mask_temporal_var": input_var,
