@@ -7,7 +7,8 @@ latents, cascade of 2 stages with 6 layers and 8 heads, masking creative agent, 
 so the step decodes the output (with its backward) but never encodes or decodes the inputs.
 
 Prints one JSON line per configuration: median step time, samples per second, the step's
-device memory (XLA's buffer assignment, per device), the step's FLOPs (XLA cost analysis) and model FLOPs utilisation against the H200's
+device memory (XLA's buffer assignment, per device), the allocator's peak (clean only when
+the step was loaded from `--compilation_cache_dir` rather than compiled and autotuned here), the step's FLOPs (XLA cost analysis) and model FLOPs utilisation against the H200's
 dense bf16 peak (989 TFLOP/s) and, for float32, its TF32 tensor peak (494 TFLOP/s).
 
     python experiments/bench_train_step.py                       # 1 device, fp32
@@ -61,7 +62,15 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--small", action="store_true", help="tiny sizes for a CPU check")
+    p.add_argument("--compilation_cache_dir", default=None,
+                   help="JAX persistent compilation cache. Run twice with the same folder: the "
+                        "second process loads the compiled step instead of compiling it, so no "
+                        "autotuning scratch enters its allocator peak")
     a = p.parse_args()
+    if a.compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", a.compilation_cache_dir)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
     if a.matmul_precision == "highest":
         jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -95,7 +104,9 @@ def main() -> None:
     alpha = jnp.zeros((), jnp.float32)
     index = jnp.zeros((), jnp.int32)
 
+    t_compile = time.perf_counter()
     compiled = steps.train_step.lower(state, batch, codec_state, alpha, index).compile()
+    compile_s = time.perf_counter() - t_compile
     # The step's own device memory (per device), from XLA's buffer assignment: arguments,
     # outputs and temporaries. The allocator's peak also counts compile-time autotuning scratch.
     mem = compiled.memory_analysis()
@@ -132,6 +143,7 @@ def main() -> None:
         "samples_per_second": round(b / med, 2),
         "step_memory_gib": None if step_gib is None else round(step_gib, 2),
         "allocator_peak_gib": None if peak is None else round(peak, 2),
+        "compile_s": round(compile_s, 2), "compilation_cache": a.compilation_cache_dir,
         "step_tflop_per_device": round(flops / 1e12, 3) if np.isfinite(flops) else None,
         "achieved_tflops_per_device": round(achieved / 1e12, 1) if np.isfinite(achieved) else None,
         "mfu_vs_bf16_peak": round(achieved / PEAK_BF16, 4) if np.isfinite(achieved) else None,
