@@ -205,3 +205,30 @@ def test_mdct_codec_cache_reconstructs_the_input(tmp_path):
         np.testing.assert_allclose(cache.arrays["input_audio"][i, 0], ds.load_input(i), atol=1e-5)
     check_rows(cache, ds, codec, rows=[0])
     assert os.path.exists(tmp_path / "cache" / "digests.json")
+
+
+def test_leftovers_of_killed_builds_are_removed(tmp_path):
+    """A staging folder of a dead process on this host and a half-deleted trash folder are
+    deleted by the next build; a running build's folder and another host's are kept."""
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    ds = write_pairs(tmp_path / "train", 2)
+    root = tmp_path / "cache"
+    root.mkdir()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    owners = {".tmp-train-0000-dead": {"host": socket.gethostname(), "pid": int(dead.stdout)},
+              ".tmp-train-0000-live": {"host": socket.gethostname(), "pid": os.getpid()},
+              ".tmp-train-0000-other": {"host": "another-host.invalid", "pid": int(dead.stdout)}}
+    for name, owner in owners.items():
+        (root / name).mkdir()
+        (root / name / "OWNER").write_text(json.dumps(owner))
+    (root / ".trash-train-0000-x").mkdir()
+    (root / ".trash-train-0000-x" / "input_latent.npy").write_bytes(b"0" * 64)
+    cache = build_cache(ds, CODEC, root)
+    left = sorted(p.name for p in root.iterdir() if p.name.startswith("."))
+    assert left == [".tmp-train-0000-live", ".tmp-train-0000-other"]
+    assert cache.stats["encoded_inputs"] == 2

@@ -18,6 +18,8 @@ of being re-encoded; the older cache is then removed (``keep_stale=False``).
 A cache is written into a temporary directory, fsynced, its ``manifest.json`` written last,
 then renamed into place in one step; opening checks the manifest, the key and every array's
 shape (``verify="full"`` also checks the arrays' hashes), and anything that fails is rebuilt.
+A staging directory records its host and process id in ``OWNER``; one left by a process of
+this host that is no longer running (killed mid-build) is deleted by the next build.
 File hashes are remembered in ``<cache_dir>/digests.json`` by (size, mtime, ctime, inode), so
 unchanged files are not re-read on every start.
 """
@@ -29,6 +31,8 @@ import json
 import logging
 import os
 import shutil
+import socket
+import time
 import uuid
 import weakref
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +52,7 @@ CACHE_FORMAT = 1
 FIELDS = ("input_latent", "input_audio", "target_latent", "target_audio")
 _INPUT_FIELDS, _TARGET_FIELDS = FIELDS[:2], FIELDS[2:]
 MANIFEST = "manifest.json"
+OWNER = "OWNER"
 
 
 class CacheInvalid(ValueError):
@@ -247,9 +252,11 @@ def build_cache(dataset: PairDataset, codec, cache_dir: str | Path, *, batch_siz
         if len(dataset.skipped) == before:
             break  # nothing dropped: same key, still a miss
 
+    _remove_leftovers(cache_dir)
     tmp = cache_dir / f".tmp-{label}-{key}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
+        (tmp / OWNER).write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
         stats = _write_arrays(dataset, codec, cache_dir, codec_key, tmp, final, pairs,
                               batch_size, num_threads)
         manifest = {"format": CACHE_FORMAT, "key": key, "codec_key": codec_key,
@@ -326,6 +333,40 @@ def _write_arrays(dataset, codec, cache_dir, codec_key, tmp, final, pairs, batch
     out.clear()
     return {"fields": fields, "encoded_inputs": len(todo_in), "encoded_targets": len(todo_tg),
             "reused": reused}
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def _remove_leftovers(cache_dir: Path, orphan_age_s: float = 3600.0) -> None:
+    """Delete what killed builds left: half-deleted ``.trash-*`` folders, and ``.tmp-*``
+    staging folders whose owner (this host) is gone, or that have no ``OWNER`` and are older
+    than ``orphan_age_s``. Folders of running builds and of other hosts are left alone."""
+    host = socket.gethostname()
+    for d in cache_dir.iterdir():
+        if not d.is_dir():
+            continue
+        if d.name.startswith(".trash-"):
+            shutil.rmtree(d, ignore_errors=True)
+        elif d.name.startswith(".tmp-"):
+            try:
+                owner = json.loads((d / OWNER).read_text())
+                stale = owner["host"] == host and not _pid_running(int(owner["pid"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                try:
+                    stale = time.time() - d.stat().st_mtime > orphan_age_s
+                except OSError:
+                    continue
+            if stale:
+                log.info("removing %s, left by a cache build that did not finish", d)
+                _remove(d)
 
 
 def _remove(path: Path) -> None:

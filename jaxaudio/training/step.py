@@ -134,7 +134,11 @@ class Steps:
             in_lat = (1.0 - alpha) * in_lat + alpha * noise_in
             tgt_audio = (1.0 - alpha) * tgt_audio + alpha * noise_tgt
             if cfg.cascade:
-                tgt_lat = codec.encode(tgt_audio)
+                # The noisy target is re-encoded only when there is noise; at alpha 0 (before
+                # the curriculum starts) the batch's latents are those of the same audio.
+                tgt_lat = jax.lax.cond(
+                    alpha > 0, lambda a: codec.encode(a).astype(tgt_lat.dtype),
+                    lambda a: tgt_lat, tgt_audio)
         if cfg.cascade and cfg.mask_type != "none":
             in_lat, tgt_lat = apply_complementary_mask(
                 in_lat, tgt_lat, mask_type=cfg.mask_type,

@@ -1,9 +1,11 @@
 """Validation each epoch, and the audio samples logged beside it.
 
 The validation loss is the original's: the combined audio loss plus ``mask_reg_weight`` times
-the agent's loss, in eval mode, averaged over batches. The last batch is padded to the full
-batch shape (no recompilation) with rows of zero weight, which every audio loss leaves out,
-so its losses are those of its real clips alone, as the original's shorter last batch.
+the agent's loss, in eval mode, averaged over batches. The last batch is filled up to the full
+batch shape (no recompilation) with repeats of real clips marked invalid, which every audio
+loss leaves out, so its audio losses are those of its real clips alone, as the original's
+shorter last batch. The agent's regulariser is a statistic of the whole batch and still sees
+the repeated clips of that one batch.
 """
 
 from __future__ import annotations
@@ -14,11 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
-from jaxaudio.training.metrics import MetricAccumulator, Tracker
+from jaxaudio.training.metrics import Tracker, tree_add
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def validate_epoch(steps, state, loader, epoch: int, codec_state, to_global: Cal
         for batch in tqdm(it, total=len(it), desc=f"val {epoch + 1}", leave=False,
                           disable=not show_progress, dynamic_ncols=True):
             m = steps.eval_step(state, to_global(batch), codec_state)
-            sums = m if sums is None else jax.tree.map(jnp.add, sums, m)
+            sums = m if sums is None else tree_add(sums, m)
     if sums is None:
         return {}
     host = jax.device_get(sums)

@@ -1,0 +1,70 @@
+"""The pure-GAN curriculum: the original's alpha schedule, and the noise it mixes in."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxaudio.codecs import make_codec
+from jaxaudio.training.cli import parse_config
+from jaxaudio.training.setup import build_discriminator, build_mesh, build_model
+from jaxaudio.training.state import init_state
+from jaxaudio.training.step import Steps
+from jaxaudio.training.trainer import curriculum_alpha, curriculum_counter
+
+TINY = ["--builtin", "--encoding_dim", "32", "--nhead", "2", "--num_layers", "1", "--num_transformer_layers",
+        "2", "--batch_size", "2", "--clip_seconds", "0.128", "--codec", "mdct", "--no_mlflow"]
+
+
+def test_curriculum_follows_the_original():
+    # The original: counter = epoch - start + 1 from the start epoch (0-based loop index),
+    # alpha = min(ceiling, rate * counter).
+    cfg = parse_config(TINY + ["--pure_gan_mode", "0.01", "--gan_curriculum_start_epoch", "86",
+                               "--gan_noise_ceiling", "0.3"])
+    assert curriculum_counter(cfg, 85) == 0 and curriculum_alpha(cfg, 85) == 0.0
+    assert curriculum_counter(cfg, 86) == 1
+    assert curriculum_alpha(cfg, 86) == pytest.approx(0.01)
+    assert curriculum_alpha(cfg, 100) == pytest.approx(0.15)
+    assert curriculum_alpha(cfg, 115) == pytest.approx(0.30)
+    assert curriculum_alpha(cfg, 199) == pytest.approx(0.30)  # held at the ceiling
+
+
+@pytest.fixture(scope="module")
+def prepared():
+    cfg = parse_config(TINY + ["--pure_gan_mode", "0.5"])
+    codec = make_codec("mdct", dim=cfg.encoding_dim)
+    state, statics = init_state(cfg, build_model(cfg), build_discriminator(cfg))
+    steps = Steps(cfg, statics, nnx.graphdef(codec), build_mesh(jax.devices()[:1]))
+    n = int(cfg.clip_seconds * codec.sample_rate)
+    rng = np.random.default_rng(0)
+    in_raw = jnp.asarray(0.2 * rng.standard_normal((2, 1, n)), jnp.float32)
+    tgt_raw = jnp.asarray(np.stack([0.1, 0.4])[:, None, None] * rng.standard_normal((2, 1, n)),
+                          jnp.float32)
+    batch = {"input_latent": codec.encode(in_raw), "input_audio": codec.decode(codec.encode(in_raw)),
+             "target_latent": codec.encode(tgt_raw), "target_audio": tgt_raw}
+    prepare = jax.jit(lambda b, alpha: steps._prepare(b, codec, alpha, jax.random.key(5)))
+    return codec, batch, prepare
+
+
+def test_no_noise_before_the_curriculum(prepared):
+    codec, batch, prepare = prepared
+    in_lat, tgt_lat, _, clean_tgt, fed_tgt = prepare(batch, jnp.float32(0.0))
+    np.testing.assert_array_equal(in_lat, batch["input_latent"])
+    np.testing.assert_array_equal(tgt_lat, batch["target_latent"])  # not re-encoded
+    np.testing.assert_array_equal(fed_tgt, batch["target_audio"])
+    np.testing.assert_array_equal(clean_tgt, batch["target_audio"])
+
+
+def test_noise_is_mixed_per_sample_and_the_noisy_target_re_encoded(prepared):
+    codec, batch, prepare = prepared
+    alpha = 0.5
+    in_lat, tgt_lat, _, clean_tgt, fed_tgt = prepare(batch, jnp.float32(alpha))
+    np.testing.assert_array_equal(clean_tgt, batch["target_audio"])  # losses see clean targets
+    noise = (np.asarray(fed_tgt) - (1 - alpha) * np.asarray(batch["target_audio"])) / alpha
+    want_std = np.std(np.asarray(batch["target_audio"]), axis=(1, 2), ddof=1)
+    np.testing.assert_allclose(np.std(noise, axis=(1, 2)), want_std, rtol=0.1)  # 0.1 and 0.4
+    np.testing.assert_allclose(tgt_lat, codec.encode(fed_tgt), rtol=1e-5, atol=1e-6)
+    in_noise = (np.asarray(in_lat) - (1 - alpha) * np.asarray(batch["input_latent"])) / alpha
+    assert not np.allclose(in_lat, batch["input_latent"])
+    assert abs(np.mean(in_noise)) < 0.05 * np.std(in_noise)
