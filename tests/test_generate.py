@@ -96,6 +96,10 @@ def test_single_pair_writes_wav_plots_and_metrics(ckpt, wavs, tmp_path, capsys):
     assert 0.0 < np.max(np.abs(audio)) <= 1.0 and rms(audio[:, 0]) > 1e-3
     for png in ("out_waveforms.png", "out_spectrograms.png"):
         assert_png(out.parent / png)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not private like a mkstemp file
+    assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []
     text = capsys.readouterr().out
     assert "2 channels mixed to mono, resampled 44100 -> 24000 Hz" in text
     assert "looped to the input's 0.30 s" in text

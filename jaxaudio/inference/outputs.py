@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,8 +69,9 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     import soundfile as sf
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".wav", dir=path.parent)
-    os.close(fd)
+    # A fresh name rather than mkstemp, whose file is private (0600): the WAV gets the mode
+    # any new file gets (0666 less the umask), like the plots beside it.
+    tmp = str(path.with_name(f".{path.name}.{uuid.uuid4().hex}.wav"))
     try:
         sf.write(tmp, np.clip(np.asarray(audio, np.float32), -1.0, 1.0), sample_rate,
                  subtype="PCM_16")
