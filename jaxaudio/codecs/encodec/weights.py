@@ -58,6 +58,17 @@ def _fmt(keys: list[str]) -> str:
     return shown + (f", ... and {len(keys) - _LIST_LIMIT} more" if len(keys) > _LIST_LIMIT else "")
 
 
+def _raise_mismatch(header: str, missing: list[str], unused: list[str], bad: list[str]) -> None:
+    """Raise one error listing every missing, unused and mis-shaped key; nothing if all fit."""
+    if not (missing or unused or bad):
+        return
+    parts = [header]
+    for what, keys in (("missing keys", missing), ("unused keys", unused), ("wrong shapes", bad)):
+        if keys:
+            parts.append(f"{what} ({len(keys)}): {_fmt(keys)}")
+    raise EncodecWeightsError("\n  ".join(parts))
+
+
 def detect_layout(keys) -> str:
     """``"encodec"`` (``encoder.model.N...``) or ``"hf"`` (``encoder.layers.N...``)."""
     keys = list(keys)
@@ -194,15 +205,8 @@ def torch_state_to_arrays(
         if len(arrays) == len(expected) and not bad_shape:
             out |= _convert(slot, arrays, config.norm)
     unused = sorted(spelled[k] for k in set(state) - used)
-    if missing or unused or bad_shape:
-        parts = [f"{source}: EnCodec weights ({layout} layout) do not fit the model {config.to_json()}"]
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {_fmt(missing)}")
-        if unused:
-            parts.append(f"unused keys ({len(unused)}): {_fmt(unused)}")
-        if bad_shape:
-            parts.append(f"wrong shapes ({len(bad_shape)}): {_fmt(bad_shape)}")
-        raise EncodecWeightsError("\n  ".join(parts))
+    _raise_mismatch(f"{source}: EnCodec weights ({layout} layout) do not fit the model "
+                    f"{config.to_json()}", missing, unused, bad_shape)
     return out
 
 
@@ -225,15 +229,8 @@ def codec_from_arrays(
         for n in sorted(set(names) & set(arrays))
         if tuple(np.shape(arrays[n])) != tuple(names[n][1].get_value().shape)
     ]
-    if missing or unused or bad:
-        parts = [f"{source}: weights do not fit the EnCodec model {config.to_json()}"]
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {_fmt(missing)}")
-        if unused:
-            parts.append(f"unused keys ({len(unused)}): {_fmt(unused)}")
-        if bad:
-            parts.append(f"wrong shapes ({len(bad)}): {_fmt(bad)}")
-        raise EncodecWeightsError("\n  ".join(parts))
+    _raise_mismatch(f"{source}: weights do not fit the EnCodec model {config.to_json()}",
+                    missing, unused, bad)
     filled = [(path, FrozenWeight(jnp.asarray(arrays[n], dtype=jnp.float32))) for n, (path, _) in names.items()]
     return nnx.merge(graphdef, nnx.from_flat_state(filled))
 
