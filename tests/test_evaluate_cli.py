@@ -58,7 +58,7 @@ def test_synthetic_pairs_in_a_subprocess_write_the_report(ckpt, tmp_path):
     assert "median (2)" in proc.stdout and "distance" in proc.stdout
 
 
-def test_folder_pairs_reference_free_from_metadata(ckpt, tmp_path, capsys):
+def test_folder_pairs_reference_free_from_metadata(ckpt, tmp_path):
     val = tmp_path / "data" / "val"
     val.mkdir(parents=True)
     (tmp_path / "data" / "metadata.json").write_text(json.dumps({"config": {"continuation": True}}))
