@@ -20,6 +20,8 @@ One line each (they are repeated in the README):
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy import signal
 
@@ -69,8 +71,13 @@ def stft_magnitude(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
     if x.shape[0] < n_fft:
         x = np.pad(x, (0, n_fft - x.shape[0]))
     frames = np.lib.stride_tricks.sliding_window_view(x, n_fft)[::hop]
-    w = signal.get_window("hann", n_fft)
-    return np.abs(np.fft.rfft(frames * (w / np.sqrt(np.sum(w**2))), axis=-1))
+    return np.abs(np.fft.rfft(frames * _unit_hann(n_fft), axis=-1))
+
+
+@lru_cache(maxsize=16)
+def _unit_hann(n: int) -> np.ndarray:
+    w = signal.get_window("hann", n)
+    return w / np.sqrt(np.sum(w**2))
 
 
 def log_spectral_distance(x, ref, sr: int) -> float:
@@ -161,9 +168,11 @@ def high_frequency_share(x, sr: int, cutoff: float = 6000.0) -> float:
     return float(100.0 * np.sum(power[freqs > cutoff]) / total) if total > 0 else 0.0
 
 
+@lru_cache(maxsize=8)
 def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
                    fmax: float | None = None) -> np.ndarray:
-    """Triangular filters ``[n_mels, n_fft // 2 + 1]`` on the HTK mel scale."""
+    """Triangular filters ``[n_mels, n_fft // 2 + 1]`` on the HTK mel scale (cached: do not
+    modify the result)."""
     mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)  # noqa: E731
     edges = 700.0 * (10 ** (np.linspace(mel(fmin), mel(fmax or sr / 2), n_mels + 2) / 2595.0) - 1)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
