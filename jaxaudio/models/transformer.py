@@ -24,13 +24,13 @@ from the agent's own forward: nothing is computed twice and nothing is stored on
 
 from __future__ import annotations
 
-import importlib
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxaudio.agents.registry import agent_kind, get_agent
 from jaxaudio.models.spectral_norm import SpectralNormLinear
 from jaxaudio.nn import (
     RMS_EPS,
@@ -48,27 +48,15 @@ NUM_CASCADE_STAGES = 2
 
 
 class TransformerOutput(NamedTuple):
-    """``output [B, D, T]``, the agent's regulariser and balance losses (or None), statistics."""
+    """``output [B, D, T]``, the agent's regulariser and balance losses (or None: the
+    original's return values 1 and 2), statistics, and the agent's losses by name (what the
+    train step weights; see :mod:`jaxaudio.agents.registry`)."""
 
     output: jax.Array
     mask_reg_loss: jax.Array | None
     balance_loss: jax.Array | None
     stats: dict[str, jax.Array]
-
-
-def _import_agent(package: str, name: str, flag: str):
-    """The agent class ``name`` from ``package`` (or its ``agent`` module), with a clear error."""
-    errors = []
-    for mod_name in (package, f"{package}.agent"):
-        try:
-            mod = importlib.import_module(mod_name)
-        except ImportError as e:
-            errors.append(f"{mod_name}: {e}")
-            continue
-        if hasattr(mod, name):
-            return getattr(mod, name), mod
-        errors.append(f"{mod_name} has no {name}")
-    raise ImportError(f"SimpleTransformer({flag}=True) needs {package}.{name}: " + "; ".join(errors))
+    losses: dict[str, jax.Array] = {}
 
 
 def rms_rescale(y: jax.Array, goal_rms: jax.Array) -> jax.Array:
@@ -120,7 +108,8 @@ class SimpleTransformer(nnx.Module):
     Constructor arguments are the original's. ``component_dim``, ``composer_heads``,
     ``composer_layers`` and ``novelty_weight`` configure the compositional agent (the original
     hard-codes 64, 8, 4 and 0.1). As in the original, the agents exist only in the cascade and the
-    compositional agent wins when both flags are set.
+    compositional agent wins when both flags are set. ``agent`` names any agent of
+    :mod:`jaxaudio.agents.registry` instead of the two flags.
     """
 
     def __init__(
@@ -134,6 +123,7 @@ class SimpleTransformer(nnx.Module):
         use_creative_agent: bool = False,
         use_compositional_agent: bool = False,
         *,
+        agent: str | None = None,
         component_dim: int = 64,
         composer_heads: int = 8,
         composer_layers: int = 4,
@@ -148,31 +138,19 @@ class SimpleTransformer(nnx.Module):
         self.dropout = dropout
         self.num_transformer_layers = num_transformer_layers
         self.anti_cheating = anti_cheating
-        self.use_compositional = False
-        self._restore_rms = None
-        agent = None
         cascade = num_transformer_layers > 1
-        if cascade and use_compositional_agent:
-            agent_cls, _ = _import_agent(
-                "jaxaudio.agents.compositional", "CompositionalCreativeAgent", "use_compositional_agent"
-            )
-            agent = agent_cls(
-                encoding_dim=encoding_dim,
-                component_dim=component_dim,
-                composer_heads=composer_heads,
-                composer_layers=composer_layers,
-                novelty_weight=novelty_weight,
-                rngs=rngs,
-            )
-            self.use_compositional = True
-        elif cascade and use_creative_agent:
-            agent_cls, mod = _import_agent("jaxaudio.agents.masking", "CreativeAgent", "use_creative_agent")
-            if not hasattr(mod, "restore_rms"):
-                raise ImportError(f"SimpleTransformer(use_creative_agent=True) needs {mod.__name__}.restore_rms")
-            agent = agent_cls(encoding_dim, use_discriminator=True, rngs=rngs)
-            self._restore_rms = mod.restore_rms
+        self.agent_name = agent if cascade and agent else agent_kind(
+            {"use_creative_agent": use_creative_agent,
+             "use_compositional_agent": use_compositional_agent}, cascade)
+        agent_module = None
+        if self.agent_name is not None:
+            # Every agent gets the same options and takes the ones it knows.
+            agent_module = get_agent(self.agent_name).build(
+                encoding_dim, rngs=rngs, component_dim=component_dim,
+                composer_heads=composer_heads, composer_layers=composer_layers,
+                novelty_weight=novelty_weight)
         # Assigned once: NNX fixes an attribute as data or static on its first assignment.
-        self.creative_agent = agent
+        self.creative_agent = agent_module
 
         if not cascade:
             self.input_norm = LayerNorm(encoding_dim)
@@ -237,22 +215,13 @@ class SimpleTransformer(nnx.Module):
 
     def _apply_agent(self, encoded_input, encoded_target, train, rngs, hard_masks):
         if self.creative_agent is None:
-            return encoded_input, encoded_target, None, None, {}
-        if self.use_compositional:
-            creative_output, loss, stats = self.creative_agent(
-                encoded_input, encoded_target, train=train, rngs=rngs
-            )
-            return creative_output, encoded_target, loss, None, dict(stats)
-        masks = self.creative_agent.generate_creative_masks(
-            encoded_input, encoded_target, hard=hard_masks, train=train, rngs=rngs
-        )
-        # Masking removes about half the energy; the original restores each sample's RMS.
-        inp = self._restore_rms(masks.masked_input, encoded_input)
-        tgt = self._restore_rms(masks.masked_target, encoded_target)
-        return inp, tgt, masks.reg_loss, masks.balance_loss, dict(masks.stats)
+            return encoded_input, encoded_target, {}, {}
+        out = self.creative_agent.process(encoded_input, encoded_target, train=train, rngs=rngs,
+                                          hard=hard_masks)
+        return out.encoded_input, out.encoded_target, dict(out.losses), dict(out.stats)
 
     def _cascade(self, encoded_input, encoded_target, train, rngs, hard_masks) -> TransformerOutput:
-        inp, tgt, mask_reg_loss, balance_loss, stats = self._apply_agent(
+        inp, tgt, losses, stats = self._apply_agent(
             encoded_input, encoded_target, train, rngs, hard_masks
         )
         noisy_input = self._noisy(inp, train, rngs)
@@ -267,4 +236,8 @@ class SimpleTransformer(nnx.Module):
                 residual = (inp + out + tgt) / 3.0
                 x = jnp.concatenate([noisy_input, out, self._noisy(tgt, train, rngs)], axis=1)
             out = rms_rescale(_btd(stage(_btd(x), train=train, rngs=rngs)) + residual, goal_rms)
-        return TransformerOutput(out, mask_reg_loss, balance_loss, stats)
+        # The original's return values 1 and 2: the agent's regulariser and balance loss.
+        values = list(losses.values())
+        reg = values[0] if values else None
+        balance = losses.get("balance_loss")
+        return TransformerOutput(out, reg, balance, stats, losses)

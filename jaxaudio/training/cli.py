@@ -9,6 +9,8 @@ from typing import Any, Sequence
 from jaxaudio.training.config import (
     BUILTIN_DEFAULTS,
     CODECS,
+    GAN_VARIANTS,
+    LR_SCHEDULES,
     MASK_TYPES,
     PRECISIONS,
     ConfigError,
@@ -59,6 +61,17 @@ HELP: dict[str, str] = {
     "pure_gan_mode": "curriculum rate from music to noise inputs (alpha = rate x epochs since start); 0 = off",
     "gan_curriculum_start_epoch": "epoch at which the pure-GAN curriculum starts",
     "gan_noise_ceiling": "largest noise fraction alpha of the curriculum",
+    "creative_agent": "a registered creative agent by name (masking, compositional, ...); overrides the two agent flags",
+    "gan_variant": "stable: time-centred discriminator, hinge loss, R1 penalty, adaptive weight (no frame-rate buzz); original: the original's BCE latent GAN",
+    "gan_r1": "R1 gradient-penalty weight of the stable GAN's discriminator",
+    "loss_weights_extra": "extra loss weights NAME=W,NAME=W by term name (see ARCHITECTURE.md); overrides the weight flags",
+    "lr_schedule": "plateau: ReduceLROnPlateau on the validation loss; cosine: warm-up then cosine decay to --min_lr over --epochs",
+    "warmup_epochs": "linear learning-rate warm-up epochs (both schedules)",
+    "min_lr": "lowest learning rate (default: lr / 100; the original's plateau: 0)",
+    "plateau_factor": "plateau: factor of each reduction",
+    "plateau_patience": "plateau: epochs without improvement before a reduction",
+    "plateau_threshold": "plateau: relative improvement that counts (the original's: 1e-4)",
+    "plateau_cooldown": "plateau: epochs after a reduction before counting again (the original's: 0)",
     "codec": "latent codec: mdct (weight-free, the default) or encodec (needs --codec_weights)",
     "codec_weights": "EnCodec 24 kHz weights: encodec_24khz-d7cc33bc.th, HF model.safetensors or a converted file",
     "precision": "fp32, or bf16 matrix work (FFTs, logs and reductions stay in float32)",
@@ -102,14 +115,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--builtin", action="store_true",
                    help="start from the built-in default run's settings")
     defaults = TrainConfig()
-    choices = {"mask_type": MASK_TYPES, "codec": CODECS, "precision": PRECISIONS}
+    choices = {"mask_type": MASK_TYPES, "codec": CODECS, "precision": PRECISIONS,
+               "gan_variant": GAN_VARIANTS, "lr_schedule": LR_SCHEDULES}
     for f in dataclasses.fields(TrainConfig):
         if f.name == "builtin":
             continue
         default = getattr(defaults, f.name)
-        flag = f"--{f.name}"
+        flag = "--loss_weights" if f.name == "loss_weights_extra" else f"--{f.name}"
         shown = "" if f.name == "no_mlflow" else f" (default: {default})"
-        kw: dict[str, Any] = dict(default=argparse.SUPPRESS, help=HELP[f.name] + shown)
+        kw: dict[str, Any] = dict(default=argparse.SUPPRESS, help=HELP[f.name] + shown,
+                                  dest=f.name)
         if f.name == "no_mlflow":
             p.add_argument(flag, action="store_true", **kw)
             continue
@@ -117,11 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(flag, type=_parse_bool, nargs="?", const=True, metavar="true|false", **kw)
         elif f.name in choices:
             p.add_argument(flag, choices=choices[f.name], **kw)
-        elif f.name in ("disc_lr",):
+        elif f.name in ("disc_lr", "min_lr"):
             p.add_argument(flag, type=_optional(float), **kw)
         elif f.name in ("stop_after_steps",):
             p.add_argument(flag, type=_optional(int), **kw)
-        elif f.name in ("resume", "codec_weights", "cache_dir", "dataset_folder"):
+        elif f.name in ("resume", "codec_weights", "cache_dir", "dataset_folder", "creative_agent",
+                        "loss_weights_extra"):
             p.add_argument(flag, type=_optional(str), **kw)
         else:
             p.add_argument(flag, type=type(default), **kw)

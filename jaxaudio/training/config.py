@@ -29,8 +29,36 @@ SAMPLE_RATE = 24000  # both codecs
 ENCODEC_HOP = 320  # EnCodec 24 kHz: 75 latent frames a second
 
 
+SPECTRAL_PENALTY_WEIGHT = 0.01  # the original's fixed weight of the spectral outlier penalty
+GAN_VARIANTS = ("stable", "original")
+LR_SCHEDULES = ("plateau", "cosine")
+
+
 class ConfigError(ValueError):
     """A bad flag value, named with what was expected."""
+
+
+def parse_loss_weights(text: str | None) -> dict[str, float]:
+    """``"name=w,name=w"`` -> ``{name: w}``; names must be loss terms the objective knows."""
+    if not text:
+        return {}
+    from jaxaudio.training.objective import known_terms
+
+    out: dict[str, float] = {}
+    for item in text.split(","):
+        name, sep, value = item.strip().partition("=")
+        try:
+            w = float(value)
+        except ValueError:
+            w = math.nan
+        if not sep or not math.isfinite(w) or w < 0:
+            raise ConfigError(f"--loss_weights: expected NAME=WEIGHT pairs with weights >= 0, "
+                              f"separated by commas, got {item.strip()!r}")
+        if name not in known_terms():
+            raise ConfigError(f"--loss_weights: unknown loss term {name!r}; known: "
+                              f"{', '.join(known_terms())}")
+        out[name] = w
+    return out
 
 
 @dataclass
@@ -88,6 +116,17 @@ class TrainConfig:
     gan_curriculum_start_epoch: int = 0
     gan_noise_ceiling: float = 1.0
     # jaxaudio additions
+    creative_agent: str | None = None
+    gan_variant: str = "stable"
+    gan_r1: float = 1.0
+    loss_weights_extra: str | None = None
+    lr_schedule: str = "plateau"
+    warmup_epochs: int = 0
+    min_lr: float | None = None
+    plateau_factor: float = 0.5
+    plateau_patience: int = 5
+    plateau_threshold: float = 1e-2
+    plateau_cooldown: int = 2
     codec: str = "mdct"
     codec_weights: str | None = None
     precision: str = "fp32"
@@ -113,14 +152,32 @@ class TrainConfig:
 
     @property
     def agent(self) -> str | None:
-        """Which creative agent the model really builds (the original ignores agents without a cascade)."""
-        if not self.cascade:
-            return None
-        if self.use_compositional_agent:
-            return "compositional"
-        if self.use_creative_agent:
-            return "masking"
-        return None
+        """Which creative agent the model really builds (the original ignores agents without a
+        cascade): ``--creative_agent NAME``, else the original's flags."""
+        from jaxaudio.agents.registry import agent_kind
+
+        if self.cascade and self.creative_agent:
+            return self.creative_agent
+        return agent_kind({"use_creative_agent": self.use_creative_agent,
+                           "use_compositional_agent": self.use_compositional_agent},
+                          self.cascade)
+
+    @property
+    def min_lr_value(self) -> float:
+        return self.min_lr if self.min_lr is not None else 0.01 * self.lr
+
+    def loss_weights(self) -> dict[str, float]:
+        """The objective's ``{term name: weight}``: the original's flags, then
+        ``--loss_weights NAME=W,...`` (see :mod:`jaxaudio.training.objective`)."""
+        weights = {
+            "rms_input": self.loss_weight_input, "rms_target": self.loss_weight_target,
+            "spectral": self.loss_weight_spectral, "mel": self.loss_weight_mel,
+            "corr_penalty": self.corr_weight, "spectral_penalty": SPECTRAL_PENALTY_WEIGHT,
+            "mask_reg_loss": self.mask_reg_weight, "novelty_loss": self.mask_reg_weight,
+            "balance_loss": self.balance_loss_weight, "gan_loss": self.gan_weight,
+        }
+        weights.update(parse_loss_weights(self.loss_weights_extra))
+        return weights
 
     def validate(self) -> "TrainConfig":
         def need(cond: bool, flag: str, expected: str, value: Any) -> None:
@@ -178,6 +235,29 @@ class TrainConfig:
                     f"with --codec {self.codec}"
                     + (f" --encoding_dim {self.encoding_dim}" if self.codec == "mdct" else "")
                     + "); use shorter clips" + (" or --codec encodec" if self.codec == "mdct" else ""))
+        need(self.gan_variant in GAN_VARIANTS, "gan_variant", f"one of {', '.join(GAN_VARIANTS)}",
+             self.gan_variant)
+        need(self.lr_schedule in LR_SCHEDULES, "lr_schedule",
+             f"one of {', '.join(LR_SCHEDULES)}", self.lr_schedule)
+        need(math.isfinite(self.gan_r1) and self.gan_r1 >= 0, "gan_r1", "a number >= 0",
+             self.gan_r1)
+        need(isinstance(self.warmup_epochs, int) and self.warmup_epochs >= 0, "warmup_epochs",
+             "an integer >= 0", self.warmup_epochs)
+        need(self.min_lr is None or (math.isfinite(self.min_lr) and 0 <= self.min_lr <= self.lr),
+             "min_lr", "a number in [0, --lr]", self.min_lr)
+        need(0 < self.plateau_factor < 1, "plateau_factor", "a factor in (0, 1)",
+             self.plateau_factor)
+        for name in ("plateau_patience", "plateau_cooldown"):
+            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name,
+                 "an integer >= 0", getattr(self, name))
+        need(math.isfinite(self.plateau_threshold) and 0 <= self.plateau_threshold < 1,
+             "plateau_threshold", "a relative threshold in [0, 1)", self.plateau_threshold)
+        parse_loss_weights(self.loss_weights_extra)
+        if self.creative_agent is not None:
+            from jaxaudio.agents.registry import agents
+
+            need(self.creative_agent in agents(), "creative_agent",
+                 f"one of {', '.join(sorted(agents()))}", self.creative_agent)
         if self.use_creative_agent and self.use_compositional_agent:
             raise ConfigError("--use_creative_agent and --use_compositional_agent are mutually "
                               "exclusive: choose one creative agent")

@@ -81,14 +81,13 @@ def init_state(cfg: TrainConfig, model: nnx.Module, disc: nnx.Module | None):
 
 
 def learning_rate(state: TrainState) -> jax.Array:
-    return state.opt_state[1].hyperparams["learning_rate"]
+    """The generator's learning rate, read out of its optimizer state by name."""
+    return optax.tree_utils.tree_get(state.opt_state, "learning_rate")
 
 
 def with_learning_rate(state: TrainState, lr: float) -> TrainState:
     """A copy of ``state`` whose generator learning rate is ``lr`` (same sharding and dtype)."""
-    clip_state, inject = state.opt_state
-    old = inject.hyperparams["learning_rate"]
+    old = learning_rate(state)
     new = jax.device_put(jnp.asarray(lr, old.dtype), old.sharding)
-    hyper = dict(inject.hyperparams, learning_rate=new)
-    opt_state = (clip_state, inject._replace(hyperparams=hyper))
+    opt_state = optax.tree_utils.tree_set(state.opt_state, learning_rate=new)
     return TrainState(**{**state.__dict__, "opt_state": opt_state})

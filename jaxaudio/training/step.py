@@ -1,25 +1,27 @@
-"""The train and eval steps: pure functions of (state, batch), jitted once, data parallel.
+"""The train, eval and predict steps: pure functions of (state, batch), jitted once with
+explicit shardings over the ``data`` mesh axis.
 
-One train step, as the original's `train_epoch` body, without its host syncs:
+The train step reads top to bottom (:meth:`Steps._train_step`):
 
-1. inputs: cached input latents, their decoded audio (what the losses compare against), the
-   target latents and the raw target audio. Unity test, the pure-GAN noise curriculum (which
-   re-encodes the noisy target) and the fixed complementary masks are applied here.
-2. generator forward once, as a VJP: latents out, plus the agent's regulariser and balance loss.
-3. discriminator update every ``disc_update_freq`` steps on rolled targets (real) and the
-   detached output (fake); BCE, clip 1.0, AdamW 0.5/0.999.
-4. generator loss with the *updated* discriminator (as the original orders it): combined audio
-   loss through the frozen codec's decoder + agent losses + 0.01 x spectral outlier penalty +
-   GAN weight x generator loss; gradients pulled back through the one VJP; AdamW with a
-   global-norm clip.
-5. a non-finite loss or gradient norm keeps the old state and counts the skip.
+1. :meth:`_prepare`: model inputs and loss references (cached latents or raw clips encoded
+   here; unity test, the pure-GAN noise curriculum, fixed complementary masks).
+2. :meth:`_forward`: the generator once, as a VJP: output latents and the agent's losses by name.
+3. the discriminator's update every ``disc_update_freq`` steps (:mod:`jaxaudio.training.gan`),
+   before the generator's loss, as the original orders it.
+4. :meth:`_terms`: the named loss terms (:mod:`jaxaudio.training.objective`) through the frozen
+   codec's decoder, plus the agent's losses, weighted by the config's ``{name: weight}``; the
+   GAN's generator loss with its (fixed or adaptive) weight; gradients pulled back through the
+   one VJP.
+5. :meth:`_apply`: AdamW with a global-norm clip; a non-finite loss or gradient keeps the old
+   state and counts the skip.
 
-Randomness: ``fold_in(key(seed), step)``. Metrics: one flat dict of scalar arrays.
+Randomness: ``fold_in(key(seed), step)``. Metrics: one flat dict of scalars, each loss term
+under its name.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -27,21 +29,17 @@ import optax
 from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from jaxaudio.agents.registry import get_agent
 from jaxaudio.data.cache import codec_fields
 from jaxaudio.models.complementary_masking import apply_complementary_mask
 from jaxaudio.nn.functional import unbiased_std
-from jaxaudio.models.discriminator import discriminator_loss, generator_loss, roll_targets
+from jaxaudio.training import gan
 from jaxaudio.training.config import TrainConfig
-from jaxaudio.training.losses import combined_loss, spectral_outlier_penalty
+from jaxaudio.training.objective import (LossInputs, compute_terms, validation_terms,
+                                         weighted_total)
 from jaxaudio.training.state import TrainState
-from jaxaudio.training.utils import tree_global_norm
 
-SPECTRAL_PENALTY_WEIGHT = 0.01  # the original's fixed weight
 BATCH_KEYS = ("input_latent", "input_audio", "target_latent", "target_audio")
-
-
-def _trim(x: jax.Array, n: int) -> jax.Array:
-    return x[..., :n]
 
 
 def _corrcoef(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -70,19 +68,24 @@ class Steps:
         self.codec_graphdef = codec_graphdef
         self.base_key = jax.random.key(cfg.seed)
         self.compute_dtype = jnp.bfloat16 if cfg.precision == "bf16" else jnp.float32
-        self.replicated = NamedSharding(mesh, P())
-        self.batch_sharding = NamedSharding(mesh, P("data"))
-        self.train_step = jax.jit(self._train_step, donate_argnums=(0,))
-        self.eval_step = jax.jit(self._eval_step)
-        self.predict = jax.jit(self._predict)
+        self.weights = cfg.loss_weights()
+        self.gan = cfg.gan_weight > 0 and self.disc_graphdef is not None
+        agent = cfg.agent
+        self.val_names = validation_terms() + (get_agent(agent).validation_losses if agent else ())
+        rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
+        self.replicated, self.batch_sharding = rep, data
+        self.train_step = jax.jit(self._train_step, donate_argnums=(0,),
+                                  in_shardings=(rep, data, rep, rep, rep),
+                                  out_shardings=(rep, rep))
+        self.eval_step = jax.jit(self._eval_step, in_shardings=(rep, data, rep),
+                                 out_shardings=rep)
+        self.predict = jax.jit(self._predict, in_shardings=(rep, data, rep),
+                               out_shardings=data)
 
     # --- pieces -------------------------------------------------------------------------
 
-    @property
-    def gan(self) -> bool:
-        return self.cfg.gan_weight > 0 and self.disc_graphdef is not None
-
-    def _model_forward(self, params, buffers, in_lat, tgt_lat, *, train: bool, key):
+    def _forward(self, params, buffers, in_lat, tgt_lat, *, train: bool, key):
+        """Generator forward: ``((output latents, agent losses), (stats, new buffers))``."""
         # Rebuilt here so the model's variables belong to this trace (it may run under a VJP)
         # and the forward may update its buffers (spectral-norm u/v, BatchNorm statistics).
         buffers = jax.tree.map(lambda x: x, buffers)
@@ -93,32 +96,22 @@ class Steps:
         out = model(x, y, train=train, rngs=rngs)
         _, _, new_buffers = nnx.split(model, nnx.Param, ...)
         new_buffers = jax.tree.map(lambda new, old: new.astype(old.dtype), new_buffers, buffers)
-        as32 = lambda v: None if v is None else jnp.asarray(v, jnp.float32)
-        primal = (out.output.astype(jnp.float32), as32(out.mask_reg_loss), as32(out.balance_loss))
-        # "balance" is the balance loss, which the step reports as balance_loss.
-        stats = {k: jnp.asarray(v, jnp.float32) for k, v in dict(out.stats).items()
-                 if k != "balance"}
-        return primal, (stats, new_buffers)
+        losses = {k: jnp.asarray(v, jnp.float32) for k, v in out.losses.items()}
+        stats = {k: jnp.asarray(v, jnp.float32) for k, v in out.stats.items()}
+        return (out.output.astype(jnp.float32), losses), (stats, new_buffers)
 
     def _disc_logits(self, d_params, d_buffers, x, key):
         disc = nnx.merge(self.disc_graphdef, d_params, d_buffers)
         return disc(x, train=True, rngs=nnx.Rngs(dropout=key))
 
-    @staticmethod
-    def _fields(batch, codec) -> dict:
-        """Cached fields as they are; raw clips (no cache) encoded here."""
-        if "input_raw" in batch:
-            return codec_fields(codec, batch["input_raw"], batch["target_audio"])
-        return batch
-
     def _prepare(self, batch, codec, alpha, key):
-        """Model inputs and loss references for one batch (unity, curriculum, masks)."""
+        """Model inputs and loss references of one batch: ``(input latents, target latents,
+        input audio, target audio for the losses, target audio the model was fed)``."""
         cfg = self.cfg
-        batch = self._fields(batch, codec)
-        in_lat = batch["input_latent"]
-        in_audio = batch["input_audio"]
-        tgt_audio = batch["target_audio"]
-        tgt_lat = batch["target_latent"]
+        if "input_raw" in batch:  # no cache: raw clips are encoded here
+            batch = codec_fields(codec, batch["input_raw"], batch["target_audio"])
+        in_lat, in_audio = batch["input_latent"], batch["input_audio"]
+        tgt_lat, tgt_audio = batch["target_latent"], batch["target_audio"]
         if cfg.unity_test:
             tgt_audio = in_audio
             if cfg.cascade:
@@ -134,8 +127,8 @@ class Steps:
             in_lat = (1.0 - alpha) * in_lat + alpha * noise_in
             tgt_audio = (1.0 - alpha) * tgt_audio + alpha * noise_tgt
             if cfg.cascade:
-                # The noisy target is re-encoded only when there is noise; at alpha 0 (before
-                # the curriculum starts) the batch's latents are those of the same audio.
+                # Re-encoded only when there is noise: at alpha 0 the latents are those of
+                # the same audio.
                 tgt_lat = jax.lax.cond(
                     alpha > 0, lambda a: codec.encode(a).astype(tgt_lat.dtype),
                     lambda a: tgt_lat, tgt_audio)
@@ -148,176 +141,143 @@ class Steps:
                 energy_threshold=cfg.mask_energy_threshold,
                 key=jax.random.fold_in(key, 3),
             )
-        tgt_lat = jax.lax.stop_gradient(tgt_lat)
-        return in_lat, tgt_lat, in_audio, clean_tgt_audio, tgt_audio
+        return in_lat, jax.lax.stop_gradient(tgt_lat), in_audio, clean_tgt_audio, tgt_audio
 
-    def _audio_losses(self, codec, enc_out, in_audio, tgt_audio):
-        cfg = self.cfg
-        out_audio = codec.decode(enc_out)
-        n = min(out_audio.shape[-1], in_audio.shape[-1], tgt_audio.shape[-1])
-        out_audio = _trim(out_audio, n)
-        parts = combined_loss(
-            out_audio, _trim(in_audio, n), _trim(tgt_audio, n),
-            cfg.loss_weight_input, cfg.loss_weight_target,
-            cfg.loss_weight_spectral, cfg.loss_weight_mel,
-            weight_correlation=cfg.corr_weight,
-        )
-        return out_audio, parts
+    def _terms(self, codec, z, agent_losses, in_audio, tgt_audio, *, names=None, valid=None):
+        """The named loss terms of output latents ``z`` (decoded by the frozen codec) and the
+        agent's losses: ``(terms, decoded output [B, N])``."""
+        inputs = LossInputs.from_audio(codec.decode(z), in_audio, tgt_audio, output_latent=z,
+                                       valid=valid)
+        terms = compute_terms(inputs, self.weights, names=names)
+        terms.update({k: v for k, v in agent_losses.items() if names is None or k in names})
+        return terms, inputs
+
+    def _disc_update(self, state, batch_index, real, fake, key):
+        """The discriminator's step every ``disc_update_freq``-th batch of the epoch."""
+        loss_fn = gan.disc_loss_fn(
+            self.cfg.gan_variant,
+            lambda dp, x, k: self._disc_logits(dp, state.disc_buffers, x, k),
+            self.cfg.gan_r1, real, fake, key)
+
+        def skip(operand):
+            zero = jnp.zeros((), jnp.float32)
+            return (*operand, dict(disc_loss=zero, disc_real_acc=zero, disc_fake_acc=zero,
+                                   disc_r1=zero, count_disc_updates=zero))
+
+        return jax.lax.cond(
+            batch_index % self.cfg.disc_update_freq == 0,
+            lambda op: gan.update_discriminator(self.disc_opt, loss_fn, *op), skip,
+            (state.disc_params, state.disc_opt_state))
+
+    def _gan_gradient(self, d_params, d_buffers, z, rec_grad, key):
+        """The generator's GAN loss, its gradient on ``z`` and its weight (fixed, or scaled
+        to the reconstruction's gradient in the stable variant)."""
+        variant = self.cfg.gan_variant
+        g_loss, g_grad = jax.value_and_grad(lambda x: gan.gen_objective(
+            variant, self._disc_logits(d_params, d_buffers, gan.d_input(variant, x), key)))(z)
+        weight = self.weights["gan_loss"]
+        if variant != "original":
+            weight = weight * gan.adaptive_scale(rec_grad, g_grad)
+        return g_loss, g_grad, weight
+
+    def _apply(self, state, grads, new_buffers, loss, d_params, d_opt_state):
+        """Optimizer update; a non-finite loss or gradient keeps the old state."""
+        grad_norm = optax.tree.norm(grads)
+        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        updates, new_opt_state = self.opt.update(grads, state.opt_state, state.params)
+        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+        return TrainState(
+            step=state.step + 1,
+            params=keep(optax.apply_updates(state.params, updates), state.params),
+            buffers=keep(new_buffers, state.buffers),
+            opt_state=keep(new_opt_state, state.opt_state),
+            disc_params=d_params, disc_buffers=state.disc_buffers, disc_opt_state=d_opt_state,
+            nonfinite_run=jnp.where(ok, 0, state.nonfinite_run + 1).astype(jnp.int32),
+        ), ok, grad_norm
 
     # --- the steps ----------------------------------------------------------------------
 
     def _train_step(self, state: TrainState, batch: dict, codec_state, alpha, batch_index):
-        cfg = self.cfg
         key = jax.random.fold_in(self.base_key, state.step)
         codec = nnx.merge(self.codec_graphdef, codec_state)
-        in_lat, tgt_lat, in_audio, clean_tgt_audio, fed_tgt_audio = self._prepare(
+        in_lat, tgt_lat, in_audio, tgt_audio, fed_tgt_audio = self._prepare(
             batch, codec, alpha, key)
+        fwd = lambda p: self._forward(p, state.buffers, in_lat, tgt_lat, train=True,
+                                      key=jax.random.fold_in(key, 4))
+        (z, agent_losses), pullback, (stats, new_buffers) = jax.vjp(fwd, state.params,
+                                                                    has_aux=True)
 
-        fwd = lambda p: self._model_forward(p, state.buffers, in_lat, tgt_lat, train=True,
-                                            key=jax.random.fold_in(key, 4))
-        (enc_out, reg, bal), pullback, (stats, new_buffers) = jax.vjp(fwd, state.params,
-                                                                      has_aux=True)
+        def reconstruction(z, agent_losses):
+            terms, inputs = self._terms(codec, z, agent_losses, in_audio, tgt_audio)
+            return weighted_total(terms, self.weights), (terms, inputs.output)
+
+        (loss, (terms, out_audio)), (g_z, g_agent) = jax.value_and_grad(
+            reconstruction, argnums=(0, 1), has_aux=True)(z, agent_losses)
         metrics: dict[str, jax.Array] = {}
-
         d_params, d_opt_state = state.disc_params, state.disc_opt_state
         if self.gan:
-            real = roll_targets(tgt_lat)
-            fake = jax.lax.stop_gradient(enc_out)
-            k_d = jax.random.fold_in(key, 5)
-
-            def d_loss_fn(dp):
-                # Two independent training forwards (own dropout masks), as the original.
-                real_logits = self._disc_logits(dp, state.disc_buffers, real,
-                                                jax.random.fold_in(k_d, 0))
-                fake_logits = self._disc_logits(dp, state.disc_buffers, fake,
-                                                jax.random.fold_in(k_d, 1))
-                loss, racc, facc = discriminator_loss(real_logits, fake_logits)
-                return loss, (racc, facc)
-
-            def update_disc(operand):
-                dp, dos = operand
-                (d_loss, (racc, facc)), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(dp)
-                ok = jnp.isfinite(d_loss) & jnp.isfinite(tree_global_norm(d_grads))
-                upd, new_dos = self.disc_opt.update(d_grads, dos, dp)
-                new_dp = optax.apply_updates(dp, upd)
-                keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-                return (keep(new_dp, dp), keep(new_dos, dos),
-                        jnp.stack([d_loss, racc, facc, 1.0]).astype(jnp.float32))
-
-            def skip_disc(operand):
-                dp, dos = operand
-                return dp, dos, jnp.zeros((4,), jnp.float32)
-
-            # Every disc_update_freq-th batch of the epoch, as the original counts.
-            d_params, d_opt_state, d_m = jax.lax.cond(
-                batch_index % cfg.disc_update_freq == 0, update_disc, skip_disc,
-                (d_params, d_opt_state))
-            metrics.update(disc_loss=d_m[0], disc_real_acc=d_m[1], disc_fake_acc=d_m[2],
-                           count_disc_updates=d_m[3])
-
-        def loss_fn(z, reg_v, bal_v):
-            out_audio, parts = self._audio_losses(codec, z, in_audio, clean_tgt_audio)
-            total = parts.total
-            if reg_v is not None:
-                total = total + cfg.mask_reg_weight * reg_v
-            if bal_v is not None:
-                total = total + cfg.balance_loss_weight * bal_v
-            penalty = spectral_outlier_penalty(out_audio)
-            total = total + SPECTRAL_PENALTY_WEIGHT * penalty
-            aux = dict(rms_input=parts.rms_input, rms_target=parts.rms_target,
-                       spectral=parts.spectral, mel=parts.mel, corr_penalty=parts.corr_penalty,
-                       spectral_penalty=penalty)
-            if self.gan:
-                g_logits = self._disc_logits(d_params, state.disc_buffers, z,
-                                             jax.random.fold_in(key, 6))
-                g_loss = generator_loss(g_logits)
-                total = total + cfg.gan_weight * g_loss
-                aux["gan_loss"] = g_loss
-            n = out_audio.shape[-1]
-            sg = jax.lax.stop_gradient
-            aux["output_input_corr"] = _corrcoef(sg(out_audio), _trim(in_audio, n))
-            aux["output_target_corr"] = _corrcoef(sg(out_audio), _trim(fed_tgt_audio, n))
-            return total, aux
-
-        (loss, aux), cotangents = jax.value_and_grad(loss_fn, argnums=(0, 1, 2), has_aux=True)(
-            enc_out, reg, bal)
-        (grads,) = pullback(cotangents)
-        grad_norm = tree_global_norm(grads)
-        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, new_opt_state = self.opt.update(grads, state.opt_state, state.params)
-        new_params = optax.apply_updates(state.params, updates)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-
-        metrics.update(loss=loss, grad_norm=grad_norm, **aux)
-        if reg is not None:
-            metrics["mask_reg_loss"] = reg
-            if cfg.agent == "compositional":
-                metrics["novelty_loss"] = reg  # the original's name for this agent's loss
-        if bal is not None:
-            metrics["balance_loss"] = bal
+            real = gan.real_examples(self.cfg.gan_variant, codec, in_lat, tgt_lat, in_audio,
+                                     tgt_audio)
+            d_params, d_opt_state, d_metrics = self._disc_update(
+                state, batch_index, real, jax.lax.stop_gradient(z), jax.random.fold_in(key, 5))
+            g_loss, g_grad, g_weight = self._gan_gradient(
+                d_params, state.disc_buffers, z, g_z, jax.random.fold_in(key, 6))
+            loss, g_z = loss + g_weight * g_loss, g_z + g_weight * g_grad
+            metrics.update(d_metrics)
+            metrics.update(gan_loss=g_loss, gan_weight_effective=g_weight)
+        (grads,) = pullback((g_z, g_agent))
+        new_state, ok, grad_norm = self._apply(state, grads, new_buffers, loss, d_params,
+                                               d_opt_state)
+        n = out_audio.shape[-1]
+        metrics.update(terms)
         metrics.update(stats)
-        # A skipped step's numbers are non-finite: they are zeroed and left out of the means.
-        metrics = {k: jnp.asarray(v, jnp.float32) if k.startswith("count_")
-                   else jnp.where(ok, jnp.asarray(v, jnp.float32), 0.0)
-                   for k, v in metrics.items()}
-        metrics["count_skipped_steps"] = (~ok).astype(jnp.float32)
-        nonfinite_run = jnp.where(ok, 0, state.nonfinite_run + 1).astype(jnp.int32)
-        metrics["_nonfinite_run"] = nonfinite_run.astype(jnp.float32)
-        new_state = TrainState(
-            step=state.step + 1,
-            params=keep(new_params, state.params),
-            buffers=keep(new_buffers, state.buffers),
-            opt_state=keep(new_opt_state, state.opt_state),
-            disc_params=d_params,
-            disc_buffers=state.disc_buffers,
-            disc_opt_state=d_opt_state,
-            nonfinite_run=nonfinite_run,
-        )
-        return new_state, metrics
+        metrics.update(loss=loss, grad_norm=grad_norm,
+                       output_input_corr=_corrcoef(out_audio, in_audio[..., :n]),
+                       output_target_corr=_corrcoef(out_audio, fed_tgt_audio[..., :n]))
+        return new_state, self._finish_metrics(metrics, ok, new_state.nonfinite_run)
+
+    @staticmethod
+    def _finish_metrics(metrics, ok, nonfinite_run):
+        # A skipped step's numbers are non-finite: zeroed and left out of the means.
+        out = {k: jnp.asarray(v, jnp.float32) if k.startswith("count_")
+               else jnp.where(ok, jnp.asarray(v, jnp.float32), 0.0) for k, v in metrics.items()}
+        out["count_skipped_steps"] = (~ok).astype(jnp.float32)
+        out["_nonfinite_run"] = nonfinite_run.astype(jnp.float32)
+        return out
+
+    def _eval_inputs(self, state, batch, codec):
+        """Eval-mode model inputs: cached or encoded fields, the unity-test rewrite."""
+        fields = dict(batch)
+        if "input_raw" in batch:
+            fields.update(codec_fields(codec, batch["input_raw"], batch["target_audio"]))
+        if self.cfg.unity_test:  # the target becomes the decoded input
+            fields["target_audio"] = fields["input_audio"]
+            if self.cfg.cascade:
+                fields["target_latent"] = codec.encode(fields["input_audio"])
+        (z, agent_losses), _ = self._forward(
+            state.params, state.buffers, fields["input_latent"],
+            fields["target_latent"], train=False, key=self.base_key)
+        return fields, z, agent_losses
 
     def _eval_step(self, state: TrainState, batch: dict, codec_state):
-        """The original's validation loss of one batch: combined loss + mask_reg_weight x
-        agent loss, eval mode. The padding rows of the last batch (``valid`` 0) are left out of
-        every audio loss, so it is the loss of the real clips alone; ``count`` is 1 (the loop
-        averages over batches, as the original does)."""
-        cfg = self.cfg
+        """The original's validation loss of one batch: its audio terms plus the agent's
+        regulariser, eval mode. The padding rows of the last batch (``valid`` 0) are left out
+        of every audio term; ``count`` is 1 (the loop averages over batches, as the original)."""
         codec = nnx.merge(self.codec_graphdef, codec_state)
-        fields = self._fields(batch, codec)
-        in_lat, in_audio = fields["input_latent"], fields["input_audio"]
-        tgt_audio, tgt_lat = fields["target_audio"], fields["target_latent"]
-        if cfg.unity_test:
-            tgt_audio = in_audio
-            if cfg.cascade:
-                tgt_lat = codec.encode(in_audio)
-        (enc_out, reg, _bal), _ = self._model_forward(
-            state.params, state.buffers, in_lat, tgt_lat, train=False, key=self.base_key)
-        out_audio = codec.decode(enc_out)
-        n = min(out_audio.shape[-1], in_audio.shape[-1], tgt_audio.shape[-1])
-        p = combined_loss(_trim(out_audio, n), _trim(in_audio, n), _trim(tgt_audio, n),
-                          cfg.loss_weight_input, cfg.loss_weight_target,
-                          cfg.loss_weight_spectral, cfg.loss_weight_mel,
-                          weight_correlation=cfg.corr_weight, valid=batch["valid"])
-        m = dict(loss=p.total, rms_input=p.rms_input, rms_target=p.rms_target,
-                 spectral=p.spectral, mel=p.mel, corr_penalty=p.corr_penalty)
-        if reg is not None:
-            m["loss"] = m["loss"] + cfg.mask_reg_weight * reg
-            m["mask_reg_loss"] = reg
-        m = {k: jnp.asarray(v, jnp.float32) for k, v in m.items()}
+        fields, z, agent_losses = self._eval_inputs(state, batch, codec)
+        terms, _ = self._terms(codec, z, agent_losses, fields["input_audio"],
+                               fields["target_audio"], names=self.val_names,
+                               valid=batch["valid"])
+        m = {k: jnp.asarray(v, jnp.float32) for k, v in terms.items()}
+        m["loss"] = weighted_total(terms, self.weights)
         m["count"] = jnp.ones((), jnp.float32)
         return m
 
     def _predict(self, state: TrainState, batch: dict, codec_state):
         """Eval-mode ``input``, ``target`` and ``output`` audio ``[B, 1, N]`` for samples."""
         codec = nnx.merge(self.codec_graphdef, codec_state)
-        fields = dict(self._fields(batch, codec))
-        if self.cfg.unity_test:  # what validation measured: the decoded input as the target
-            fields["target_audio"] = fields["input_audio"]
-            if self.cfg.cascade:
-                fields["target_latent"] = codec.encode(fields["input_audio"])
-        (enc_out, _, _), _ = self._model_forward(
-            state.params, state.buffers, fields["input_latent"], fields["target_latent"],
-            train=False, key=self.base_key)
-        out = codec.decode(enc_out)
+        fields, z, _ = self._eval_inputs(state, batch, codec)
+        out = codec.decode(z)
         n = min(out.shape[-1], fields["input_audio"].shape[-1], fields["target_audio"].shape[-1])
-        return {"input": _trim(fields["input_audio"], n), "target": _trim(fields["target_audio"], n),
-                "output": _trim(out, n)}
+        return {"input": fields["input_audio"][..., :n],
+                "target": fields["target_audio"][..., :n], "output": out[..., :n]}

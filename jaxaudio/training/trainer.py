@@ -30,7 +30,8 @@ from jaxaudio.training.setup import (build_codec, build_data, build_discriminato
                                      replicate)
 from jaxaudio.training.state import init_state, learning_rate, with_learning_rate
 from jaxaudio.training.step import BATCH_KEYS, Steps
-from jaxaudio.training.utils import ReduceLROnPlateau, StopFlag, count_params
+from jaxaudio.training.utils import (ReduceLROnPlateau, StopFlag, count_params,
+                                     epoch_learning_rate, make_plateau)
 from jaxaudio.training.validator import log_samples, validate_epoch
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class Run:
         self.steps = Steps(cfg, statics, codec_graphdef, self.mesh)
         self.train_to_global = make_to_global(self.mesh, BATCH_KEYS + ("input_raw",))
         self.val_to_global = make_to_global(self.mesh, BATCH_KEYS + ("input_raw", "valid"))
-        self.scheduler = ReduceLROnPlateau(lr=cfg.lr)
+        self.scheduler = make_plateau(cfg)
         self.epoch = 0
         self.start_batch = 0
         self.best_val_loss = math.inf
@@ -126,7 +127,6 @@ class Run:
         self.best_val_loss = math.inf if meta["best_val_loss"] is None else meta["best_val_loss"]
         self.patience_counter = meta["patience_counter"]
         self.scheduler = ReduceLROnPlateau.from_state_dict(meta["scheduler"])
-        self.state = with_learning_rate(self.state, self.scheduler.lr)
         self.partial = meta.get("partial_metrics") if self.start_batch > 0 else None
         self.run_id = meta.get("mlflow_run_id")
         if self.main:
@@ -227,6 +227,7 @@ class Run:
         history = self.ckpt_dir / "metrics.jsonl"
         try:
             while self.epoch < cfg.epochs:
+                self._set_learning_rate()
                 train = self.train_epoch(stop)
                 if train is None:
                     return self._interrupted(stop)
@@ -293,11 +294,17 @@ class Run:
         self.tracker.finish("KILLED")
         return 0
 
-    def _end_epoch(self, metrics: dict[str, float]) -> None:
-        """The plateau scheduler steps on the validation loss; its rate is used next epoch."""
-        lr = self.scheduler.step(metrics["val_loss"])
+    def _set_learning_rate(self) -> None:
+        """This epoch's rate: warm-up, then the plateau scheduler's or the cosine's."""
+        lr = epoch_learning_rate(self.cfg, self.epoch, self.scheduler.lr)
         if lr != float(learning_rate(self.state)):
             self.state = with_learning_rate(self.state, lr)
+
+    def _end_epoch(self, metrics: dict[str, float]) -> None:
+        """The plateau scheduler steps on the validation loss (after the warm-up); its rate is
+        used next epoch."""
+        if self.cfg.lr_schedule == "plateau" and self.epoch >= self.cfg.warmup_epochs:
+            self.scheduler.step(metrics["val_loss"])
 
     def describe(self) -> str:
         c = self.cfg

@@ -67,6 +67,27 @@ class ReduceLROnPlateau:
         return cls(**d)
 
 
+def epoch_learning_rate(cfg, epoch: int, plateau_lr: float) -> float:
+    """The learning rate of ``epoch`` (0-based): a linear warm-up over ``--warmup_epochs``,
+    then the plateau scheduler's rate, or a cosine decay from ``--lr`` to ``--min_lr`` over the
+    remaining epochs (``--lr_schedule cosine``)."""
+    warm = cfg.warmup_epochs
+    if epoch < warm:
+        return cfg.lr * (epoch + 1) / (warm + 1)
+    if cfg.lr_schedule == "plateau":
+        return plateau_lr
+    span = max(cfg.epochs - warm - 1, 1)
+    t = min(max(epoch - warm, 0) / span, 1.0)
+    lo = cfg.min_lr_value
+    return lo + 0.5 * (cfg.lr - lo) * (1.0 + math.cos(math.pi * t))
+
+
+def make_plateau(cfg) -> "ReduceLROnPlateau":
+    return ReduceLROnPlateau(lr=cfg.lr, factor=cfg.plateau_factor, patience=cfg.plateau_patience,
+                             threshold=cfg.plateau_threshold, cooldown=cfg.plateau_cooldown,
+                             min_lr=cfg.min_lr_value)
+
+
 def initialize_distributed() -> bool:
     """Start multi-host JAX when the environment describes several processes.
 
@@ -128,11 +149,6 @@ class StopFlag:
 
         flags = multihost_utils.process_allgather(jnp.asarray(int(self.requested)))
         return bool(jnp.any(flags))
-
-
-def tree_global_norm(tree: Any) -> jax.Array:
-    leaves = [jnp.sum(jnp.square(x.astype(jnp.float32))) for x in jax.tree.leaves(tree)]
-    return jnp.sqrt(sum(leaves)) if leaves else jnp.zeros((), jnp.float32)
 
 
 def count_params(tree: Any) -> int:

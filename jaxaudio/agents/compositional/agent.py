@@ -53,6 +53,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxaudio.nn import clamp, uses_dropout
+from jaxaudio.agents.registry import AgentOutput
 
 from .composer import ComponentComposer
 from .extractors import (COMPONENT_NAMES, NUM_COMPONENTS, MultiScaleExtractor,
@@ -145,6 +146,14 @@ class CompositionalCreativeAgent(nnx.Module):
         output = jnp.where(jnp.isnan(output), jnp.zeros_like(output), output)
         loss = novelty_loss(output, encoded_input, encoded_target) + balance
         return output, loss, component_statistics(components, weights)
+
+    def process(self, encoded_input: jax.Array, encoded_target: jax.Array, *, train: bool = False,
+                rngs: nnx.Rngs | None = None, hard: bool = False) -> AgentOutput:
+        """The agent contract (:mod:`jaxaudio.agents.registry`): the composed pattern replaces
+        the input, the target passes unchanged; one loss, ``novelty_loss`` (novelty + balance,
+        the original's name), and the component statistics. ``hard`` has no meaning here."""
+        output, loss, stats = self(encoded_input, encoded_target, train=train, rngs=rngs)
+        return AgentOutput(output, encoded_target, {"novelty_loss": loss}, dict(stats))
 
     def get_component_statistics(self, encoded_input: jax.Array,
                                  encoded_target: jax.Array) -> dict[str, jax.Array]:

@@ -38,6 +38,7 @@ import jax
 from flax import nnx
 
 from jaxaudio.agents.masking.generator import AttentionMaskGenerator
+from jaxaudio.agents.registry import AgentOutput
 from jaxaudio.agents.masking.style import StyleDiscriminator, adversarial_losses
 from jaxaudio.nn import RMS_EPS, sample_rms
 
@@ -96,6 +97,19 @@ class CreativeAgent(nnx.Module):
         masks = self.mask_generator(encoded_input, encoded_target, hard, train=train, rngs=rngs)
         return MaskingOutput(encoded_input * masks.input_mask, encoded_target * masks.target_mask,
                              masks.reg_loss, masks.balance_loss, masks.stats)
+
+    def process(self, encoded_input: jax.Array, encoded_target: jax.Array, *, train: bool = False,
+                rngs: nnx.Rngs | None = None, hard: bool = False) -> AgentOutput:
+        """The agent contract (:mod:`jaxaudio.agents.registry`): masked encodings with each
+        sample's RMS restored (masking removes about half the energy; the original's cascade
+        restores it), losses ``mask_reg_loss`` and ``balance_loss``, the mask statistics."""
+        masks = self.generate_creative_masks(encoded_input, encoded_target, hard=hard,
+                                             train=train, rngs=rngs)
+        stats = {k: v for k, v in masks.stats.items() if k != "balance"}
+        return AgentOutput(restore_rms(masks.masked_input, encoded_input),
+                           restore_rms(masks.masked_target, encoded_target),
+                           {"mask_reg_loss": masks.reg_loss, "balance_loss": masks.balance_loss},
+                           stats)
 
     def _require_discriminator(self) -> StyleDiscriminator:
         if self.discriminator is None:

@@ -1,0 +1,113 @@
+"""What a creative agent is to the rest of jaxaudio: one contract and one registry.
+
+An agent sits in front of the cascade. It takes the input and target latents ``[B, D, T]`` and
+returns an :class:`AgentOutput`: the latents the cascade sees instead, its auxiliary losses by
+name (weighted by the config's loss weights of the same names, see
+:mod:`jaxaudio.training.objective`) and scalar statistics (logged by name, never stored on the
+module). The model, the train step, the validator, generation and the torch-checkpoint loader
+use only this contract, so none of them asks which agent it is.
+
+Adding an agent: write the module (an ``nnx.Module`` with ``process``) and one
+:func:`register_agent` call that names its flag and how to build it; add its loss names to
+the config's default weights if its losses need their own weight flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Protocol, runtime_checkable
+
+import jax
+from flax import nnx
+
+
+class AgentOutput(NamedTuple):
+    """``encoded_input``, ``encoded_target`` ``[B, D, T]`` as the cascade sees them; ``losses``:
+    scalar auxiliary losses by name; ``stats``: scalar statistics by name (no gradient)."""
+
+    encoded_input: jax.Array
+    encoded_target: jax.Array
+    losses: dict[str, jax.Array]
+    stats: dict[str, jax.Array]
+
+
+@runtime_checkable
+class Agent(Protocol):
+    """The contract: ``process(encoded_input, encoded_target, *, train, rngs, hard)``."""
+
+    def process(self, encoded_input: jax.Array, encoded_target: jax.Array, *, train: bool = False,
+                rngs: nnx.Rngs | None = None, hard: bool = False) -> AgentOutput: ...
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One registered agent.
+
+    ``build(encoding_dim, rngs=..., **options)`` makes it (every agent is passed the model's
+    agent options, ``component_dim`` and the like, and takes the ones it knows); ``flag`` is the training flag that
+    turns it on (the original's name); ``loss_names`` are the names of ``AgentOutput.losses``;
+    ``validation_losses`` the ones the validation loss adds (the original's: the regulariser,
+    not the balance term); ``priority`` decides when several flags are set (the original lets
+    the compositional agent win).
+    """
+
+    name: str
+    build: Callable[..., Agent]
+    flag: str
+    loss_names: tuple[str, ...]
+    validation_losses: tuple[str, ...]
+    priority: int = 0
+
+
+AGENTS: dict[str, AgentSpec] = {}
+
+
+def register_agent(spec: AgentSpec) -> AgentSpec:
+    if spec.name in AGENTS:
+        raise ValueError(f"an agent named {spec.name!r} is registered already")
+    AGENTS[spec.name] = spec
+    return spec
+
+
+def _builtin() -> None:
+    # Imported lazily: the agents' modules import jaxaudio.nn, which must not import this.
+    from jaxaudio.agents.compositional.agent import CompositionalCreativeAgent
+    from jaxaudio.agents.masking.agent import CreativeAgent
+
+    if "masking" not in AGENTS:
+        register_agent(AgentSpec(
+            "masking", lambda encoding_dim, *, rngs, **_: CreativeAgent(
+                encoding_dim, use_discriminator=True, rngs=rngs),
+            flag="use_creative_agent", loss_names=("mask_reg_loss", "balance_loss"),
+            validation_losses=("mask_reg_loss",), priority=1))
+    if "compositional" not in AGENTS:
+        register_agent(AgentSpec(
+            "compositional", lambda encoding_dim, *, rngs, component_dim=64, composer_heads=8,
+            composer_layers=4, novelty_weight=0.1, **_: CompositionalCreativeAgent(
+                encoding_dim=encoding_dim, component_dim=component_dim,
+                composer_heads=composer_heads, composer_layers=composer_layers,
+                novelty_weight=novelty_weight, rngs=rngs),
+            flag="use_compositional_agent", loss_names=("novelty_loss",),
+            validation_losses=("novelty_loss",), priority=2))
+
+
+def agents() -> dict[str, AgentSpec]:
+    """Every registered agent by name (the built-in ones registered on first use)."""
+    _builtin()
+    return AGENTS
+
+
+def get_agent(name: str) -> AgentSpec:
+    specs = agents()
+    if name not in specs:
+        raise KeyError(f"unknown agent {name!r}; registered: {', '.join(sorted(specs))}")
+    return specs[name]
+
+
+def agent_kind(flags: dict[str, bool], cascade: bool) -> str | None:
+    """Which agent a model builds from its flags (``{flag: on}``): the highest-priority agent
+    whose flag is on, or None. As in the original, agents exist only in the cascade."""
+    if not cascade:
+        return None
+    on = [s for s in agents().values() if flags.get(s.flag)]
+    return max(on, key=lambda s: s.priority).name if on else None
