@@ -5,7 +5,8 @@ from jaxaudio.codecs.encodec.checkpoint import (
     load_encodec,
     save_encodec,
 )
-from jaxaudio.codecs.encodec.codec import EncodecCodec, EncodecConfig, random_encodec
+from jaxaudio.codecs.encodec.codec import EncodecCodec, random_encodec
+from jaxaudio.codecs.encodec.config import EncodecConfig
 from jaxaudio.codecs.encodec.lstm import cudnn_lstm_available
 from jaxaudio.codecs.encodec.weights import EncodecWeightsError
 

@@ -32,7 +32,8 @@ import numpy as np
 from flax import nnx
 
 from jaxaudio.codecs.base import FrozenWeight
-from jaxaudio.codecs.encodec.codec import EncodecCodec, EncodecConfig
+from jaxaudio.codecs.encodec.codec import EncodecCodec
+from jaxaudio.codecs.encodec.config import EncodecConfig
 from jaxaudio.codecs.encodec.conv import SConv1d, SConvTranspose1d
 from jaxaudio.codecs.encodec.lstm import SLSTM
 from jaxaudio.codecs.encodec.seanet import ResnetBlock
@@ -165,7 +166,7 @@ def _convert(slot: _Slot, arrays: dict[str, np.ndarray], norm: str) -> dict[str,
 @functools.lru_cache(maxsize=16)
 def _abstract_split(config: EncodecConfig, lstm_impl: str, precision) -> tuple:
     model = nnx.eval_shape(
-        lambda: EncodecCodec.from_config(config, lstm_impl=lstm_impl, precision=precision, rngs=nnx.Rngs(0))
+        lambda: EncodecCodec(config, lstm_impl=lstm_impl, precision=precision, rngs=nnx.Rngs(0))
     )
     return nnx.split(model)
 
