@@ -104,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from jaxaudio.codecs.encodec import EncodecWeightsError
-    from jaxaudio.convert import StateDictError
+    from jaxaudio.torch_port import StateDictError
     from jaxaudio.data.audio_io import BadFileError
     from jaxaudio.inference.loading import GenerateError
     from jaxaudio.inference.modes import Options, run_batch, run_single

@@ -105,7 +105,7 @@ def _load_jaxaudio(folder: Path, codec: str | None, codec_weights: str | None) -
 
 
 def _load_torch(path: Path, codec: str | None, codec_weights: str | None) -> LoadedModel:
-    from jaxaudio.convert import from_torch_state_dict, read_original_checkpoint
+    from jaxaudio.torch_port import from_torch_state_dict, read_original_checkpoint
     from jaxaudio.models.transformer import SimpleTransformer
 
     ckpt = read_original_checkpoint(path)

@@ -29,7 +29,7 @@ import numpy as np
 
 from jaxaudio.codecs.encodec.codec import EncodecCodec
 from jaxaudio.codecs.encodec.config import EncodecConfig
-from jaxaudio.codecs.encodec.weights import (
+from jaxaudio.codecs.encodec.torch_layout import (
     EncodecWeightsError,
     codec_from_arrays,
     infer_config,
