@@ -105,8 +105,8 @@ def _load_jaxaudio(folder: Path, codec: str | None, codec_weights: str | None) -
 
 
 def _load_torch(path: Path, codec: str | None, codec_weights: str | None) -> LoadedModel:
-    from jaxaudio.torch_port import from_torch_state_dict, read_original_checkpoint
     from jaxaudio.models.transformer import SimpleTransformer
+    from jaxaudio.torch_port import from_torch_state_dict, read_original_checkpoint
 
     ckpt = read_original_checkpoint(path)
     config = ckpt.config
