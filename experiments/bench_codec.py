@@ -86,7 +86,8 @@ def main() -> None:
     import jax.numpy as jnp
     from flax import nnx
 
-    from jaxaudio.codecs.encodec import cudnn_lstm_available, encodec_from_state_dict, random_encodec
+    from jaxaudio.codecs import make_codec
+    from jaxaudio.codecs.encodec import cudnn_lstm_available, encodec_from_state_dict
 
     dev = jax.devices()[0]
     device = f"{dev.platform}:{getattr(dev, 'device_kind', '')}"
@@ -102,7 +103,7 @@ def main() -> None:
             state = {k: v.detach().cpu().numpy() for k, v in tmodel.state_dict().items()}
             codecs[impl] = encodec_from_state_dict(state, lstm_impl=impl, precision=args.precision, source="torch")
         else:
-            codecs[impl] = random_encodec(0, lstm_impl=impl, precision=args.precision)
+            codecs[impl] = make_codec("encodec", random_seed=0, lstm_impl=impl, precision=args.precision)
     hop, sr = codecs["scan"].hop_length, codecs["scan"].sample_rate
     t = -(-n // hop)
     latent = rng.standard_normal((b, codecs["scan"].dim, t)).astype(np.float32)

@@ -27,7 +27,7 @@ import jax
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jaxaudio.codecs.mdct import MDCTCodec  # noqa: E402
+from jaxaudio.codecs import make_codec  # noqa: E402
 from jaxaudio.data.cache import build_cache  # noqa: E402
 from jaxaudio.data.loader import PairLoader, RawSource  # noqa: E402
 from jaxaudio.data.pairs import PairDataset  # noqa: E402
@@ -76,7 +76,7 @@ def main(argv=None) -> None:
                                       sample_rate=sr, val_fraction=0.0)
         synth_s = time.perf_counter() - t
         ds = PairDataset(root / "train", sample_rate=sr)
-        codec = MDCTCodec(dim=128, sample_rate=sr)
+        codec = make_codec("mdct", encoding_dim=128, sample_rate=sr)
         t = time.perf_counter()
         cache = build_cache(ds, codec, work / "cache", batch_size=a.batch_size)
         build_s = time.perf_counter() - t

@@ -104,11 +104,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
     from jaxaudio.codecs.encodec import EncodecWeightsError
-    from jaxaudio.convert import StateDictError
     from jaxaudio.data.audio_io import BadFileError
     from jaxaudio.inference.loading import GenerateError
     from jaxaudio.inference.modes import Options, run_batch, run_single
     from jaxaudio.torch_io import TorchFileError
+    from jaxaudio.torch_port import StateDictError
     from jaxaudio.training.checkpoint import CheckpointError
     from jaxaudio.training.config import ConfigError
 

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from fixtures import assert_output_close, assert_scalar_close, load_fixture
-from jaxaudio.convert import from_torch_state_dict, torch_state_dict
+from jaxaudio.torch_port import from_torch_state_dict, torch_state_dict
 from jaxaudio.models.discriminator import AudioDiscriminator, discriminator_loss, generator_loss, roll_targets
 
 

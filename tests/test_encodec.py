@@ -20,8 +20,8 @@ from jax.experimental import rnn
 from jaxaudio.codecs import Codec, FrozenWeight
 from jaxaudio.codecs.encodec import EncodecCodec, encodec_from_state_dict, load_encodec, random_encodec
 from jaxaudio.codecs.encodec.lstm import cudnn_lstm_available, lstm_scan, pack_lstm_weights, resolve_lstm_impl
-from jaxaudio.codecs.encodec.weights import abstract_codec
-from jaxaudio.codecs.encodec.codec import EncodecConfig
+from jaxaudio.codecs.encodec.torch_layout import abstract_codec
+from jaxaudio.codecs.encodec.config import EncodecConfig
 from tests.fixtures import assert_grad_close, assert_output_close, load_fixture
 
 ASSETS = Path(__file__).resolve().parent / "assets"

@@ -21,7 +21,7 @@ import pytest
 from flax import nnx
 
 from fixtures import GRAD_TOL, assert_grad_close, assert_output_close, assert_scalar_close, load_fixture
-from jaxaudio.convert import from_torch_state_dict, torch_state_dict
+from jaxaudio.torch_port import from_torch_state_dict, torch_state_dict
 from jaxaudio.models.layers import MultiheadAttention
 from jaxaudio.models.spectral_norm import SpectralNormLinear
 from jaxaudio.models.transformer import SimpleTransformer, _unbiased_std, rms_rescale

@@ -1,16 +1,19 @@
 """Content hashes of files, remembered between runs, and writes that survive a crash.
 
 Used by the latent cache: a file's hash is recomputed only when its size, mtime, ctime or
-inode changed; JSON files are replaced atomically (temporary file, fsync, rename).
+inode changed. :func:`atomic_path` is jaxaudio's one way to write a file that appears complete
+or not at all (temporary file beside it, fsync, rename); JSON tables are written through it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 
 def file_digest(path: str | Path) -> str:
@@ -68,11 +71,43 @@ def fsync_path(path: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
+    """A fresh name beside ``path`` to write a file to; on a clean exit it becomes ``path``.
+
+    ``with atomic_path(out) as tmp: write(tmp)``: the file is fsynced and renamed over ``path``
+    (then the folder is fsynced), so ``path`` appears complete or not at all; on an error the
+    temporary file is removed. The writer creates the file itself, so it gets a normal file's
+    mode (``mkstemp``'s would be private), and the name keeps ``path``'s suffix for writers
+    that read the format from it. ``overwrite=False`` never replaces an existing ``path``:
+    ``FileExistsError``, even when the file appears while being written.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp{path.suffix}")
+    exists = FileExistsError(f"{path} already exists; pass --overwrite (overwrite=True) to replace it")
+    if path.exists() and not overwrite:
+        raise exists
+    try:
+        yield tmp
+        fsync_path(tmp)
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)  # fails if path appeared meanwhile: never clobber
+            except FileExistsError:
+                raise exists from None
+            except OSError:  # a filesystem without hard links
+                if path.exists():
+                    raise exists from None
+                os.replace(tmp, path)
+        fsync_path(path.parent)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fsync_path(path.parent)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

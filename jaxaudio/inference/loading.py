@@ -69,27 +69,12 @@ def locate_checkpoint(path: str | Path) -> tuple[str, Path]:
 def build_codec(name: str, weights: str | None, encoding_dim: int, *,
                 weights_origin: str = "--codec_weights"):
     """The codec ``name`` with latent dimension ``encoding_dim``; errors name the flag."""
-    from jaxaudio.codecs import MDCTCodec, load_encodec
+    from jaxaudio.codecs import CodecError, make_codec
 
-    if name == "mdct":
-        if weights:
-            raise GenerateError(f"--codec_weights {weights}: the mdct codec has no weights; "
-                                f"drop --codec_weights or use --codec encodec")
-        return MDCTCodec(dim=encoding_dim)
-    if name != "encodec":
-        raise GenerateError(f"--codec {name!r}: expected mdct or encodec")
-    if not weights:
-        raise GenerateError(f"--codec_weights is required for the encodec codec ({ENCODEC_HINT}); "
-                            f"jaxaudio never downloads weights")
-    if not Path(weights).is_file():
-        extra = "" if weights_origin == "--codec_weights" else "; pass --codec_weights PATH"
-        raise GenerateError(f"{weights_origin} {weights}: no such file{extra} ({ENCODEC_HINT})")
-    codec = load_encodec(weights)
-    if codec.dim != encoding_dim:
-        raise GenerateError(f"{weights_origin} {weights}: an EnCodec of latent dimension "
-                            f"{codec.dim}, but the checkpoint's model expects encoding_dim "
-                            f"{encoding_dim}")
-    return codec
+    try:
+        return make_codec(name, weights, encoding_dim, weights_origin=weights_origin)
+    except CodecError as e:
+        raise GenerateError(str(e)) from e
 
 
 def _load_jaxaudio(folder: Path, codec: str | None, codec_weights: str | None) -> LoadedModel:
@@ -120,8 +105,8 @@ def _load_jaxaudio(folder: Path, codec: str | None, codec_weights: str | None) -
 
 
 def _load_torch(path: Path, codec: str | None, codec_weights: str | None) -> LoadedModel:
-    from jaxaudio.convert import from_torch_state_dict, read_original_checkpoint
     from jaxaudio.models.transformer import SimpleTransformer
+    from jaxaudio.torch_port import from_torch_state_dict, read_original_checkpoint
 
     ckpt = read_original_checkpoint(path)
     config = ckpt.config

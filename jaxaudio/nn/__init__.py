@@ -19,7 +19,7 @@ module                       NNX variables = torch names                  layout
 So the torch ``state_dict`` name of every variable is its NNX path joined with ``.`` (list
 indices included: an ``nnx.List`` stands for an ``nn.Sequential``, parameter-free layers such
 as :class:`ReLU` hold the other indices) and nothing is transposed; the converter
-(:mod:`jaxaudio.convert`) maps these modules name for name. Modules: :mod:`.layers` (Linear,
+(:mod:`jaxaudio.torch_port`) maps these modules name for name. Modules: :mod:`.layers` (Linear,
 Conv1d, activations, Sequential helpers), :mod:`.norm`, :mod:`.attention`,
 :mod:`.transformer` (encoder layer, encoder, sinusoidal positions), :mod:`.functional`
 (gradient-safe sqrt / std / abs / normalize, per-sample RMS, clamp).

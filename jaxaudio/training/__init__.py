@@ -1,4 +1,8 @@
-"""Training: the original's losses as pure functions (more to come: step, trainer, metrics)."""
+"""Training: config and CLI, setup, step, trainer, validator, metrics, checkpoint.
+
+The package re-exports the original's losses (pure functions of arrays); the loop is
+:func:`jaxaudio.training.trainer.fit`, run by ``python -m jaxaudio.train``.
+"""
 
 from jaxaudio.training.losses import (
     CombinedLoss,

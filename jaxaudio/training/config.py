@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 MASK_TYPES = ("none", "temporal", "frequency", "spectral", "energy", "hybrid")
-CODECS = ("mdct", "encodec")
+from jaxaudio.codecs.registry import CODECS  # noqa: E402 - the one list of codec names
 PRECISIONS = ("fp32", "bf16")
 
 # The built-in run: small enough for a 2-core CPU in about five minutes.

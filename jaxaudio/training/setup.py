@@ -23,16 +23,12 @@ DISC_HIDDEN_DIMS = (256, 512, 512, 256)  # the original's trainer
 
 
 def build_codec(cfg: TrainConfig):
-    from jaxaudio.codecs import make_codec
+    from jaxaudio.codecs import CodecError, make_codec
 
-    if cfg.codec == "mdct":
-        codec = make_codec("mdct", dim=cfg.encoding_dim)
-    else:
-        codec = make_codec("encodec", cfg.codec_weights)
-    if codec.dim != cfg.encoding_dim:
-        raise ConfigError(f"--encoding_dim {cfg.encoding_dim} does not match the {cfg.codec} "
-                          f"codec's latent dimension {codec.dim}")
-    return codec
+    try:
+        return make_codec(cfg.codec, cfg.codec_weights, cfg.encoding_dim)
+    except CodecError as e:
+        raise ConfigError(str(e)) from e
 
 
 def ensure_builtin_dataset(cfg: TrainConfig) -> None:

@@ -1,4 +1,4 @@
-"""SEANet encoder and decoder of EnCodec (channels-last), sizes as constructor arguments.
+"""SEANet encoder and decoder of EnCodec (channels-last), sized by an :class:`EncodecConfig`.
 
 The layer lists mirror the reference's ``nn.Sequential`` index for index, activations
 included (they hold no weights), so ``encoder.model.12.conv.conv.weight_v`` of the ``encodec``
@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxaudio.codecs.encodec.config import EncodecConfig
 from jaxaudio.codecs.encodec.conv import SConv1d, SConvTranspose1d
 from jaxaudio.codecs.encodec.lstm import SLSTM
 
@@ -84,57 +85,42 @@ class ResnetBlock(nnx.Module):
         return (x if self.shortcut is None else self.shortcut(x)) + y
 
 
+def _conv_kw(cfg: EncodecConfig, precision: str | None, rngs: nnx.Rngs) -> dict:
+    return dict(causal=cfg.causal, pad_mode=cfg.pad_mode, precision=precision, rngs=rngs)
+
+
+def _activation(cfg: EncodecConfig) -> Activation:
+    return Activation(cfg.activation, dict(cfg.activation_params))
+
+
+def _residual_blocks(cfg: EncodecConfig, width: int, conv_kw: dict) -> list[nnx.Module]:
+    """The ``n_residual_layers`` blocks of one resolution, dilations ``dilation_base ** j``."""
+    return [
+        ResnetBlock(width, (cfg.residual_kernel_size, 1), (cfg.dilation_base**j, 1), compress=cfg.compress,
+                    true_skip=cfg.true_skip, activation=cfg.activation,
+                    activation_params=dict(cfg.activation_params), **conv_kw)
+        for j in range(cfg.n_residual_layers)
+    ]
+
+
 class SEANetEncoder(nnx.Module):
     """Audio ``[B, N, channels]`` to latents ``[B, ceil(N / prod(ratios)), dimension]``."""
 
-    def __init__(
-        self,
-        channels: int = 1,
-        dimension: int = 128,
-        n_filters: int = 32,
-        n_residual_layers: int = 1,
-        ratios: Sequence[int] = (8, 5, 4, 2),
-        activation: str = "ELU",
-        activation_params: dict | None = None,
-        kernel_size: int = 7,
-        last_kernel_size: int = 7,
-        residual_kernel_size: int = 3,
-        dilation_base: int = 2,
-        causal: bool = False,
-        pad_mode: str = "reflect",
-        true_skip: bool = False,
-        compress: int = 2,
-        lstm: int = 2,
-        *,
-        lstm_impl: str = "auto",
-        precision: str | None = None,
-        rngs: nnx.Rngs,
-    ):
-        act = dict(activation=activation, activation_params=activation_params)
-        conv_kw = dict(causal=causal, pad_mode=pad_mode, precision=precision, rngs=rngs)
-        layers: list[nnx.Module] = [SConv1d(channels, n_filters, kernel_size, **conv_kw)]
+    def __init__(self, cfg: EncodecConfig, *, lstm_impl: str = "auto", precision: str | None = None,
+                 rngs: nnx.Rngs):
+        conv_kw = _conv_kw(cfg, precision, rngs)
+        layers: list[nnx.Module] = [SConv1d(cfg.channels, cfg.n_filters, cfg.kernel_size, **conv_kw)]
         mult = 1
-        for ratio in reversed(list(ratios)):  # the encoder downsamples in the decoder's reverse order
-            width = mult * n_filters
-            for j in range(n_residual_layers):
-                layers.append(
-                    ResnetBlock(
-                        width,
-                        (residual_kernel_size, 1),
-                        (dilation_base**j, 1),
-                        compress=compress,
-                        true_skip=true_skip,
-                        **act,
-                        **conv_kw,
-                    )
-                )
-            layers.append(Activation(activation, activation_params))
+        for ratio in reversed(cfg.ratios):  # the encoder downsamples in the decoder's reverse order
+            width = mult * cfg.n_filters
+            layers += _residual_blocks(cfg, width, conv_kw)
+            layers.append(_activation(cfg))
             layers.append(SConv1d(width, 2 * width, 2 * ratio, stride=ratio, **conv_kw))
             mult *= 2
-        if lstm:
-            layers.append(SLSTM(mult * n_filters, lstm, impl=lstm_impl, precision=precision, rngs=rngs))
-        layers.append(Activation(activation, activation_params))
-        layers.append(SConv1d(mult * n_filters, dimension, last_kernel_size, **conv_kw))
+        if cfg.lstm:
+            layers.append(SLSTM(mult * cfg.n_filters, cfg.lstm, impl=lstm_impl, precision=precision, rngs=rngs))
+        layers.append(_activation(cfg))
+        layers.append(SConv1d(mult * cfg.n_filters, cfg.dimension, cfg.last_kernel_size, **conv_kw))
         self.layers = nnx.List(layers)
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -146,70 +132,25 @@ class SEANetEncoder(nnx.Module):
 class SEANetDecoder(nnx.Module):
     """Latents ``[B, T, dimension]`` to audio ``[B, T * prod(ratios), channels]``."""
 
-    def __init__(
-        self,
-        channels: int = 1,
-        dimension: int = 128,
-        n_filters: int = 32,
-        n_residual_layers: int = 1,
-        ratios: Sequence[int] = (8, 5, 4, 2),
-        activation: str = "ELU",
-        activation_params: dict | None = None,
-        final_activation: str | None = None,
-        final_activation_params: dict | None = None,
-        kernel_size: int = 7,
-        last_kernel_size: int = 7,
-        residual_kernel_size: int = 3,
-        dilation_base: int = 2,
-        causal: bool = False,
-        pad_mode: str = "reflect",
-        true_skip: bool = False,
-        compress: int = 2,
-        lstm: int = 2,
-        trim_right_ratio: float = 1.0,
-        *,
-        lstm_impl: str = "auto",
-        precision: str | None = None,
-        rngs: nnx.Rngs,
-    ):
-        act = dict(activation=activation, activation_params=activation_params)
-        conv_kw = dict(causal=causal, pad_mode=pad_mode, precision=precision, rngs=rngs)
-        mult = 2 ** len(ratios)
-        layers: list[nnx.Module] = [SConv1d(dimension, mult * n_filters, kernel_size, **conv_kw)]
-        if lstm:
-            layers.append(SLSTM(mult * n_filters, lstm, impl=lstm_impl, precision=precision, rngs=rngs))
-        for ratio in ratios:
-            width = mult * n_filters
-            layers.append(Activation(activation, activation_params))
-            layers.append(
-                SConvTranspose1d(
-                    width,
-                    width // 2,
-                    2 * ratio,
-                    stride=ratio,
-                    causal=causal,
-                    trim_right_ratio=trim_right_ratio,
-                    precision=precision,
-                    rngs=rngs,
-                )
-            )
-            for j in range(n_residual_layers):
-                layers.append(
-                    ResnetBlock(
-                        width // 2,
-                        (residual_kernel_size, 1),
-                        (dilation_base**j, 1),
-                        compress=compress,
-                        true_skip=true_skip,
-                        **act,
-                        **conv_kw,
-                    )
-                )
+    def __init__(self, cfg: EncodecConfig, *, lstm_impl: str = "auto", precision: str | None = None,
+                 rngs: nnx.Rngs):
+        conv_kw = _conv_kw(cfg, precision, rngs)
+        mult = 2 ** len(cfg.ratios)
+        layers: list[nnx.Module] = [SConv1d(cfg.dimension, mult * cfg.n_filters, cfg.kernel_size, **conv_kw)]
+        if cfg.lstm:
+            layers.append(SLSTM(mult * cfg.n_filters, cfg.lstm, impl=lstm_impl, precision=precision, rngs=rngs))
+        for ratio in cfg.ratios:
+            width = mult * cfg.n_filters
+            layers.append(_activation(cfg))
+            layers.append(SConvTranspose1d(width, width // 2, 2 * ratio, stride=ratio, causal=cfg.causal,
+                                           trim_right_ratio=cfg.trim_right_ratio, precision=precision,
+                                           rngs=rngs))
+            layers += _residual_blocks(cfg, width // 2, conv_kw)
             mult //= 2
-        layers.append(Activation(activation, activation_params))
-        layers.append(SConv1d(n_filters, channels, last_kernel_size, **conv_kw))
-        if final_activation is not None:
-            layers.append(Activation(final_activation, final_activation_params))
+        layers.append(_activation(cfg))
+        layers.append(SConv1d(cfg.n_filters, cfg.channels, cfg.last_kernel_size, **conv_kw))
+        if cfg.final_activation is not None:
+            layers.append(Activation(cfg.final_activation, dict(cfg.final_activation_params)))
         self.layers = nnx.List(layers)
 
     def __call__(self, z: jax.Array) -> jax.Array:

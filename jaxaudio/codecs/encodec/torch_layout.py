@@ -27,19 +27,18 @@ import functools
 import re
 from typing import Iterator, Mapping, NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxaudio.codecs.base import FrozenWeight
-from jaxaudio.codecs.encodec.codec import EncodecCodec, EncodecConfig
+from jaxaudio.codecs.encodec.codec import EncodecCodec
+from jaxaudio.codecs.encodec.config import EncodecConfig
 from jaxaudio.codecs.encodec.conv import SConv1d, SConvTranspose1d
 from jaxaudio.codecs.encodec.lstm import SLSTM
 from jaxaudio.codecs.encodec.seanet import ResnetBlock
+from jaxaudio.torch_port.names import StateDictError, from_torch_state_dict, mismatch_message
 
 IGNORED_PREFIXES = ("quantizer.",)
 _PARAM_SPELLING = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
-_LIST_LIMIT = 40
 
 
 class EncodecWeightsError(ValueError):
@@ -53,22 +52,6 @@ class _Slot(NamedTuple):
     module: object
 
 
-def _fmt(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_LIST_LIMIT])
-    return shown + (f", ... and {len(keys) - _LIST_LIMIT} more" if len(keys) > _LIST_LIMIT else "")
-
-
-def _raise_mismatch(header: str, missing: list[str], unused: list[str], bad: list[str]) -> None:
-    """Raise one error listing every missing, unused and mis-shaped key; nothing if all fit."""
-    if not (missing or unused or bad):
-        return
-    parts = [header]
-    for what, keys in (("missing keys", missing), ("unused keys", unused), ("wrong shapes", bad)):
-        if keys:
-            parts.append(f"{what} ({len(keys)}): {_fmt(keys)}")
-    raise EncodecWeightsError("\n  ".join(parts))
-
-
 def detect_layout(keys) -> str:
     """``"encodec"`` (``encoder.model.N...``) or ``"hf"`` (``encoder.layers.N...``)."""
     keys = list(keys)
@@ -78,7 +61,7 @@ def detect_layout(keys) -> str:
         return "hf"
     raise EncodecWeightsError(
         "not an EnCodec state dict: expected keys like 'encoder.model.0.conv.conv.weight_g' (encodec "
-        f"package) or 'encoder.layers.0.conv.weight_g' (Hugging Face); found {_fmt(sorted(keys))}"
+        f"package) or 'encoder.layers.0.conv.weight_g' (Hugging Face); found {', '.join(sorted(keys)[:40])}"
     )
 
 
@@ -99,7 +82,7 @@ def _normalize(state: Mapping[str, np.ndarray], source: str) -> tuple[dict[str, 
         out[new] = np.asarray(value)
         spelled[new] = key
     if clashes:
-        raise EncodecWeightsError(f"{source}: the same weight is stored twice under both spellings: {_fmt(clashes)}")
+        raise EncodecWeightsError(f"{source}: the same weight is stored twice under both spellings: {', '.join(clashes)}")
     return out, spelled
 
 
@@ -165,7 +148,7 @@ def _convert(slot: _Slot, arrays: dict[str, np.ndarray], norm: str) -> dict[str,
 @functools.lru_cache(maxsize=16)
 def _abstract_split(config: EncodecConfig, lstm_impl: str, precision) -> tuple:
     model = nnx.eval_shape(
-        lambda: EncodecCodec.from_config(config, lstm_impl=lstm_impl, precision=precision, rngs=nnx.Rngs(0))
+        lambda: EncodecCodec(config, lstm_impl=lstm_impl, precision=precision, rngs=nnx.Rngs(0))
     )
     return nnx.split(model)
 
@@ -205,8 +188,10 @@ def torch_state_to_arrays(
         if len(arrays) == len(expected) and not bad_shape:
             out |= _convert(slot, arrays, config.norm)
     unused = sorted(spelled[k] for k in set(state) - used)
-    _raise_mismatch(f"{source}: EnCodec weights ({layout} layout) do not fit the model "
-                    f"{config.to_json()}", missing, unused, bad_shape)
+    message = mismatch_message(f"{source}: EnCodec weights ({layout} layout) do not fit the model "
+                               f"{config.to_json()}", missing, unused, bad_shape)
+    if message:
+        raise EncodecWeightsError(message)
     return out
 
 
@@ -218,21 +203,13 @@ def codec_from_arrays(
     precision=None,
     source: str = "weights",
 ) -> EncodecCodec:
-    """Build an :class:`EncodecCodec` from our ``{name: array}``; every weight exactly once, shapes checked."""
-    graphdef, state = _abstract_split(config, lstm_impl, precision)
-    flat = list(nnx.to_flat_state(state))
-    names = {".".join(str(p) for p in path): (path, var) for path, var in flat}
-    missing = sorted(set(names) - set(arrays))
-    unused = sorted(set(arrays) - set(names))
-    bad = [
-        f"{n}: {list(np.shape(arrays[n]))}, expected {list(names[n][1].get_value().shape)}"
-        for n in sorted(set(names) & set(arrays))
-        if tuple(np.shape(arrays[n])) != tuple(names[n][1].get_value().shape)
-    ]
-    _raise_mismatch(f"{source}: weights do not fit the EnCodec model {config.to_json()}",
-                    missing, unused, bad)
-    filled = [(path, FrozenWeight(jnp.asarray(arrays[n], dtype=jnp.float32))) for n, (path, _) in names.items()]
-    return nnx.merge(graphdef, nnx.from_flat_state(filled))
+    """Build an :class:`EncodecCodec` from our ``{name: array}``, strictly, as every model is loaded."""
+    try:
+        return from_torch_state_dict(
+            lambda: EncodecCodec(config, lstm_impl=lstm_impl, precision=precision, rngs=nnx.Rngs(0)),
+            arrays, source=f"{source} (EnCodec model {config.to_json()})")
+    except StateDictError as e:
+        raise EncodecWeightsError(str(e)) from None
 
 
 # --- configuration from the shapes of a torch-layout state dict -------------------------------

@@ -5,17 +5,18 @@ names and list indices joined with ``.``; the ``layers`` list inside an ``nnx.Se
 skipped, because torch's ``nn.Sequential`` numbers its children directly).
 
 Every jaxaudio model is built from :mod:`jaxaudio.nn` layers, which store torch's names and
-layouts, so each of its variables is the torch key of its own path, unchanged: e.g.
+layouts, so each of its variables is the torch key of its own path, unchanged (one :class:`Entry`
+with the identity conversion): e.g.
 ``transformer.layers.0.self_attn.in_proj_weight`` (``[3E, E]``), ``input_norm.weight``,
 ``conv_layers.0.weight`` (``[out, in, k]``), spectral norm's ``output_proj.weight_orig`` /
 ``weight_u`` / ``weight_v``, BatchNorm's ``running_mean`` / ``num_batches_tracked`` (cast to the
-variable's dtype on load). flax's native layers (``nnx.Linear``, ``nnx.Conv``,
-``nnx.LayerNorm``, ``nnx.BatchNorm``, ``nnx.MultiHeadAttention``, ``nnx.Embed``) are converted
-too, with the layouts listed in :mod:`jaxaudio.convert.flax_layouts`.
+variable's dtype on load). The codec's frozen weights load the same way from jaxaudio's own
+names (:mod:`jaxaudio.codecs.encodec.torch_layout` maps EnCodec's torch layouts onto them).
 
 Modules may declare deterministic torch buffers (e.g. the positional table ``pe``) through a
 ``torch_constants()`` method: such a key is optional, and when present it must match.
-RNG state (dropout streams) is never part of the mapping.
+RNG state (dropout streams) is never part of the mapping. Every mismatch is reported at once,
+in the words :func:`mismatch_message` uses for every loader of the stack.
 
 Usage::
 
@@ -28,12 +29,25 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxaudio.convert.flax_layouts import HANDLERS, IDENTITY, Entry, Path_
+Path_ = tuple  # an NNX path: attribute names and list indices
+_LIST_LIMIT = 40
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """One torch key: the NNX variable it fills, or (``var_path`` None) a constant it must equal."""
+
+    torch_name: str
+    var_path: Path_ | None
+    optional: bool = False
+    constant: np.ndarray | None = None  # a deterministic buffer the module computes itself
 
 
 class StateDictError(KeyError):
@@ -44,6 +58,20 @@ class StateDictError(KeyError):
 
 
 _SKIPPED_VARIABLES = (nnx.RngState, nnx.Intermediate)
+
+
+def _fmt(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_LIST_LIMIT])
+    return shown + (f", ... and {len(keys) - _LIST_LIMIT} more" if len(keys) > _LIST_LIMIT else "")
+
+
+def mismatch_message(header: str, missing=(), unused=(), wrong_shapes=(), other_values=()) -> str | None:
+    """One message listing every missing, unused, mis-shaped and wrong-valued key; ``None`` if all fit."""
+    groups = (("missing keys", missing), ("unused keys", unused), ("wrong shapes", wrong_shapes),
+              ("constant buffers with other values", other_values))
+    if not any(keys for _, keys in groups):
+        return None
+    return "\n  ".join([header] + [f"{what} ({len(keys)}): {_fmt(list(keys))}" for what, keys in groups if keys])
 
 
 def _torch_name(path: Path_, nodes: dict[Path_, Any]) -> str:
@@ -90,32 +118,19 @@ def from_torch_state_dict(factory: Callable[[], nnx.Module], state_dict: dict[st
 
 
 def torch_entries(module: nnx.Module) -> list[Entry]:
-    """Every torch key of ``module`` (in tree order), with its NNX variables and conversions."""
+    """Every torch key of ``module``: one a variable (tree order), plus declared constants."""
     nodes = {tuple(p): n for p, n in nnx.iter_graph(module) if isinstance(n, nnx.Module)}
     variables = _flat_variables(module)
     entries: list[Entry] = []
-    handled: list[Path_] = []
-    for path in sorted(nodes, key=len):
-        if any(path[: len(h)] == h for h in handled):
-            continue
-        node = nodes[path]
-        prefix = _torch_name(path, nodes)
-        prefix = prefix + "." if prefix else ""
-        for cls, handler in HANDLERS:
-            if isinstance(node, cls):
-                entries.extend(handler(prefix, path, node))
-                handled.append(path)
-                break
-        else:
-            if hasattr(node, "torch_constants"):
-                for name, arr in node.torch_constants().items():
-                    entries.append(
-                        Entry(prefix + name, (), lambda a: (), lambda vs: None, optional=True, constant=np.asarray(arr))
-                    )
+    for path, node in nodes.items():
+        if hasattr(node, "torch_constants"):
+            prefix = _torch_name(path, nodes)
+            prefix = prefix + "." if prefix else ""
+            for name, arr in node.torch_constants().items():
+                entries.append(Entry(prefix + name, None, optional=True, constant=np.asarray(arr)))
     for path, var in variables.items():
-        if isinstance(var, _SKIPPED_VARIABLES) or any(path[: len(h)] == h for h in handled):
-            continue
-        entries.append(Entry(_torch_name(path, nodes), (path,), *IDENTITY))
+        if not isinstance(var, _SKIPPED_VARIABLES):
+            entries.append(Entry(_torch_name(path, nodes), path))
     names = [e.torch_name for e in entries]
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
@@ -154,35 +169,24 @@ def load_torch_state_dict(module: nnx.Module, state_dict: dict[str, Any], *, sou
         arr = sd[e.torch_name]
         if e.constant is not None:
             if arr.shape != e.constant.shape:
-                bad_shape.append(f"{e.torch_name}: {arr.shape}, expected {e.constant.shape}")
+                bad_shape.append(f"{e.torch_name}: {list(arr.shape)}, expected {list(e.constant.shape)}")
             elif not np.allclose(arr, e.constant, rtol=0.0, atol=1e-3):
                 bad_value.append(e.torch_name)
             continue
-        if not e.var_paths:
-            continue  # accepted and unused (BatchNorm's num_batches_tracked)
-        expected = e.to_torch(tuple(_value(variables[p]) for p in e.var_paths)).shape
+        expected = _value(variables[e.var_path]).shape
         if arr.shape != expected:
-            bad_shape.append(f"{e.torch_name}: {arr.shape}, expected {tuple(expected)}")
+            bad_shape.append(f"{e.torch_name}: {list(arr.shape)}, expected {list(expected)}")
             continue
         updates.append((e, arr))
     known = {e.torch_name for e in entries}
     unexpected = sorted(k for k in sd if k not in known)
-    if missing or unexpected or bad_shape or bad_value:
-        lines = [f"{source} does not match {type(module).__name__}:"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {missing}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {unexpected}")
-        if bad_shape:
-            lines.append(f"  mis-shaped keys ({len(bad_shape)}): {bad_shape}")
-        if bad_value:
-            lines.append(f"  constant buffers with other values ({len(bad_value)}): {bad_value}")
-        raise StateDictError("\n".join(lines))
+    message = mismatch_message(f"{source} does not match {type(module).__name__}:", missing, unexpected,
+                               bad_shape, bad_value)
+    if message:
+        raise StateDictError(message)
     for e, arr in updates:
-        for path, val in zip(e.var_paths, e.to_vars(arr)):
-            var = variables[path]
-            dtype = _value(var).dtype
-            var.set_value(jnp.asarray(np.asarray(val, dtype=dtype)))
+        var = variables[e.var_path]
+        var.set_value(jnp.asarray(np.asarray(arr, dtype=_value(var).dtype)))
     return module
 
 
@@ -200,7 +204,6 @@ def torch_state_dict(module: nnx.Module, state: nnx.State | None = None) -> dict
             if state is None:
                 out[e.torch_name] = e.constant
             continue
-        if not e.var_paths or not all(p in flat for p in e.var_paths):
-            continue
-        out[e.torch_name] = np.asarray(e.to_torch(tuple(_value(flat[p]) for p in e.var_paths)))
+        if e.var_path in flat:
+            out[e.torch_name] = np.asarray(_value(flat[e.var_path]))
     return out

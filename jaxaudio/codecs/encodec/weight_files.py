@@ -22,14 +22,14 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
-from jaxaudio.codecs.encodec.codec import EncodecCodec, EncodecConfig
-from jaxaudio.codecs.encodec.weights import (
+from jaxaudio.codecs.encodec.codec import EncodecCodec
+from jaxaudio.codecs.encodec.config import EncodecConfig
+from jaxaudio.codecs.encodec.torch_layout import (
     EncodecWeightsError,
     codec_from_arrays,
     infer_config,
@@ -150,30 +150,9 @@ def save_encodec(codec: EncodecCodec, path: str | os.PathLike, *, overwrite: boo
     """
     from safetensors.numpy import save_file
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    from jaxaudio.data.durable import atomic_path
+
     metadata = {"format": OWN_FORMAT, "format_version": OWN_FORMAT_VERSION, "config": codec.config_json}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_file(codec.weights(), tmp, metadata=metadata)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it a normal file's mode
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)  # fails if path appeared meanwhile: never clobber
-            except FileExistsError:
-                raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it") from None
-            except OSError:  # a filesystem without hard links
-                if path.exists():
-                    raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it") from None
-                os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        save_file(codec.weights(), str(tmp), metadata=metadata)
+    return Path(path)

@@ -3,7 +3,7 @@
 ``train_simple_worker.py`` saves ``{'epoch', 'model_state_dict': model.module.state_dict(),
 'optimizer_state_dict', 'train_loss', 'val_loss', 'best_val_loss', 'args': vars(args)}`` with
 ``torch.save``. The model's configuration is read from ``args`` and cross-checked against the
-weights' shapes; the weights load strictly through :mod:`jaxaudio.convert.state_dict`.
+weights' shapes; the weights load strictly through :mod:`jaxaudio.torch_port.names`.
 Zip-format files (every torch >= 1.6) are read without torch (:mod:`jaxaudio.torch_io`).
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
-from jaxaudio.convert.state_dict import StateDictError, from_torch_state_dict, strip_prefix
+from jaxaudio.torch_port.names import StateDictError, from_torch_state_dict, strip_prefix
 from jaxaudio.torch_io import load_torch_file
 
 # train_simple_ddp.py's argparse defaults for the constructor arguments.
