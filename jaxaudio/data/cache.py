@@ -46,8 +46,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxaudio.data.durable import (DigestMemo, atomic_write_text, fsync_path, remove_stale,
-                                   write_owner)
+from jaxaudio.data.durable import (DigestMemo, atomic_write_text, fault_point, fsync_path,
+                                   remove_stale, write_owner)
 from jaxaudio.data.durable import remove_tree as _remove
 from jaxaudio.data.pairs import BadFile, PairDataset
 
@@ -285,6 +285,7 @@ def build_cache(dataset: PairDataset, codec, cache_dir: str | Path, *, batch_siz
         write_owner(tmp)
         stats = _write_arrays(dataset, codec, cache_dir, codec_key, tmp, final, pairs,
                               batch_size, num_threads)
+        fault_point("cache-build")
         manifest = {"format": CACHE_FORMAT, "key": key, "codec_key": codec_key,
                     "codec_identity": identity, "sample_rate": dataset.sample_rate,
                     "clip_samples": dataset.clip_samples, "folder": str(dataset.folder),

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import socket
 import time
 import uuid
@@ -27,6 +28,26 @@ log = logging.getLogger(__name__)
 
 OWNER = "OWNER"
 ORPHAN_AGE_S = 3600.0
+FAULT_ENV = "JAXAUDIO_FAULT"
+_fault_hits: dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """A place where the fault-injection tests kill the process (``tests/test_faults.py``).
+
+    ``JAXAUDIO_FAULT=name`` (or ``name@N``: the N-th time it is reached) SIGKILLs the process
+    here, so a kill lands in the middle of a save or build without timing guesses. Unset, it
+    costs one dictionary lookup.
+    """
+    want = os.environ.get(FAULT_ENV)
+    if not want or not want.startswith(name):
+        return
+    point, _, nth = want.partition("@")
+    if point != name:
+        return
+    _fault_hits[name] = _fault_hits.get(name, 0) + 1
+    if _fault_hits[name] == int(nth or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def file_digest(path: str | Path) -> str:

@@ -57,6 +57,17 @@ def config_differences(saved: dict[str, Any], meta: dict[str, Any],
     return diffs
 
 
+def remove_leftovers(cfg: TrainConfig) -> None:
+    """What killed runs left: unfinished checkpoint saves, an unfinished built-in dataset."""
+    import jax
+
+    from jaxaudio.data.staging import remove_stale_stages
+
+    ckpt.remove_stale_temps(cfg.checkpoint_dir)
+    if cfg.makes_builtin_dataset and jax.process_index() == 0:
+        remove_stale_stages(cfg.dataset_folder)
+
+
 def check_resume(cfg: TrainConfig) -> tuple[Path, dict[str, Any]] | None:
     """The checkpoint ``--resume`` names and its metadata, or None without ``--resume``.
 
@@ -71,6 +82,7 @@ def check_resume(cfg: TrainConfig) -> tuple[Path, dict[str, Any]] | None:
     if not isinstance(saved, dict):
         raise ckpt.CheckpointError(f"{path / ckpt.META}: no 'config' entry; expected the "
                                    f"configuration the checkpoint was trained with")
+    ckpt.verify_checkpoint(path)
     diffs = config_differences(saved, meta, cfg)
     if diffs:
         raise ckpt.CheckpointError(f"{path}: cannot resume with a different configuration:\n  "

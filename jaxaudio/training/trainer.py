@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from jaxaudio.training import checkpoint as ckpt
 from jaxaudio.training.config import TrainConfig
-from jaxaudio.training.resume import SHAPE_KEYS, check_resume, dataset_identity  # noqa: F401
+from jaxaudio.training.resume import (SHAPE_KEYS, check_resume, dataset_identity,  # noqa: F401
+                                      remove_leftovers)
 from jaxaudio.training.metrics import MetricAccumulator, make_tracker, write_metrics_line
 from jaxaudio.training.setup import (build_codec, build_data, build_discriminator, build_mesh,
                                      build_model, ensure_builtin_dataset, make_to_global,
@@ -55,6 +56,7 @@ class Run:
     def __init__(self, cfg: TrainConfig, devices: list | None = None):
         self.cfg = cfg
         self.main = jax.process_index() == 0
+        remove_leftovers(cfg)
         resume = check_resume(cfg)  # before the data and compilation: a refusal costs nothing
         ensure_builtin_dataset(cfg)
         self.codec = build_codec(cfg)
@@ -112,7 +114,7 @@ class Run:
             self.epoch, self.start_batch = self.data.train.resume_position(meta["position"])
         except (KeyError, ValueError) as e:
             raise ckpt.CheckpointError(f"{path}: cannot resume here: {e}") from e
-        self.state, _ = ckpt.load_checkpoint(path, self.state)
+        self.state, _ = ckpt.load_checkpoint(path, self.state, verify=False)  # checked first
         self.best_val_loss = math.inf if meta["best_val_loss"] is None else meta["best_val_loss"]
         self.patience_counter = meta["patience_counter"]
         self.scheduler = ReduceLROnPlateau.from_state_dict(meta["scheduler"])
