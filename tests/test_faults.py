@@ -78,20 +78,16 @@ def test_kill_during_save_then_resume_is_exact(dataset, reference, tmp_path, mon
     # The next run resumes best_model (epoch 1) with another spelling of the dataset's path.
     monkeypatch.chdir(dataset.parent)
     with caplog.at_level("INFO"):
-        assert main([f"{dataset.name}/", *map(str, common[:]), "--resume",
-                     str(ck / "best_model")][0:0] + ["--dataset_folder", f"./{dataset.name}/",
-                                                      *map(str, common), "--resume",
-                                                      str(ck / "best_model")]) == 0
+        assert main(["--dataset_folder", f"./{dataset.name}/", *map(str, common),
+                     "--resume", str(ck / "best_model")]) == 0
     assert "left by a checkpoint save that did not finish" in caplog.text
     assert hidden(ck) == []
     assert rows(ck) == rows(reference / "ck")
-    from jaxaudio.training.checkpoint import load_checkpoint, read_meta  # noqa: F401
+    import jax
     import orbax.checkpoint as ocp
 
     a = ocp.StandardCheckpointer().restore((reference / "ck/checkpoint_epoch_2/state").absolute())
     b = ocp.StandardCheckpointer().restore((ck / "checkpoint_epoch_2/state").absolute())
-    import jax
-
     for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
@@ -216,8 +212,8 @@ def test_save_cut_between_its_renames_is_put_back(tmp_path, caplog):
     (["--resume", "afile"], "--resume afile: is a file; expected a checkpoint folder"),
     (["--resume", "nothere"], "--resume: checkpoint not found: nothere"),
     (["--resume", "."], ".: neither a checkpoint"),
-    (["--mlflow_uri", "sqlite:///afile/m.db"], "--mlflow_uri sqlite:///afile/m.db: afile is a "
-                                               "file"),
+    (["--mlflow_uri", "sqlite:///afile/m.db"], "--mlflow_uri sqlite:///afile/m.db: exists and "
+                                               "is not a folder"),
 ])
 def test_bad_values_stop_before_any_work(dataset, tmp_path, bad, message, capsys):
     (tmp_path / "afile").write_text("x")
@@ -229,3 +225,56 @@ def test_bad_values_stop_before_any_work(dataset, tmp_path, bad, message, capsys
     assert len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "ck").exists() or bad[0] == "--checkpoint_dir"
     assert not list(dataset.glob(".jaxaudio_cache"))
+
+
+def test_generate_batch_checks_every_pair_first(dataset, reference, tmp_path, capsys,
+                                                 monkeypatch, caplog):
+    from jaxaudio.generate import main as generate
+    from jaxaudio.inference import modes
+
+    val = tmp_path / "val"
+    val.mkdir()
+    for i, src in enumerate(sorted((dataset / "val").glob("*_input.wav"))[:3]):
+        shutil.copy(src, val / f"pair_{i:04d}_input.wav")
+        shutil.copy(str(src).replace("_input", "_output"), val / f"pair_{i:04d}_output.wav")
+    bad = val / "pair_0001_input.wav"
+    bad.write_bytes(bad.read_bytes()[:44] + os.urandom(64))  # a header and a few bytes
+    bad.write_bytes(b"RIFX" + bad.read_bytes()[4:])  # and a header that cannot be read
+    out = tmp_path / "gen"
+    args = ["--checkpoint", str(reference / "ck" / "best_model"), "--val_folder", str(val),
+            "--num_samples", "3", "--output_folder", str(out)]
+    assert generate(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {bad}: ") and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
+    with caplog.at_level("WARNING"):
+        assert generate([*args, "--skip_bad_files", "true"]) == 0
+    assert f"skipping a pair (--skip_bad_files): {bad}" in caplog.text
+    names = [json.loads(r)["name"] for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert names == ["pair_0000", "pair_0002"]
+    assert not list(out.glob("pair_0001*"))
+    # A pair failing after others were made: metrics.jsonl still lists those.
+    made = modes.generate_one
+
+    def second_fails(gen, opts, input_path, *rest, **kw):
+        if "pair_0002" in str(input_path):
+            raise modes.GenerateError(f"{input_path}: failed")
+        return made(gen, opts, input_path, *rest, **kw)
+
+    monkeypatch.setattr(modes, "generate_one", second_fails)
+    assert generate([*args, "--skip_bad_files", "--overwrite"]) == 2
+    names = [json.loads(r)["name"] for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert names == ["pair_0000"]
+
+
+def test_convert_exits_2_naming_a_file_with_wrong_keys(tmp_path, capsys):
+    from safetensors.numpy import save_file
+
+    from jaxaudio.codecs.convert import main as convert
+
+    src = tmp_path / "wrong.safetensors"
+    save_file({"foo": np.zeros(3, np.float32)}, str(src))
+    assert convert([str(src), str(tmp_path / "out.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {src}: not an EnCodec state dict"), err
+    assert not (tmp_path / "out.safetensors").exists()

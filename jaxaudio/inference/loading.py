@@ -70,6 +70,7 @@ def build_codec(name: str, weights: str | None, encoding_dim: int, *,
                 weights_origin: str = "--codec_weights"):
     """The codec ``name`` with latent dimension ``encoding_dim``; errors name the flag."""
     from jaxaudio.codecs import MDCTCodec, load_encodec
+    from jaxaudio.codecs.encodec import EncodecWeightsError
 
     if name == "mdct":
         if weights:
@@ -84,7 +85,12 @@ def build_codec(name: str, weights: str | None, encoding_dim: int, *,
     if not Path(weights).is_file():
         extra = "" if weights_origin == "--codec_weights" else "; pass --codec_weights PATH"
         raise GenerateError(f"{weights_origin} {weights}: no such file{extra} ({ENCODEC_HINT})")
-    codec = load_encodec(weights)
+    try:
+        codec = load_encodec(weights)
+    except EncodecWeightsError as e:
+        if str(weights) in str(e):
+            raise
+        raise EncodecWeightsError(f"{weights_origin} {weights}: {e}") from None
     if codec.dim != encoding_dim:
         raise GenerateError(f"{weights_origin} {weights}: an EnCodec of latent dimension "
                             f"{codec.dim}, but the checkpoint's model expects encoding_dim "
