@@ -9,7 +9,10 @@ batch is moved to JAX's default device with ``jax.block_until_ready``, then the 
 sleeps ``step_ms`` to stand in for a train step (the sleep releases the GIL like a device step
 does), so with ``step_ms > 0`` prefetch shows how much loading it hides. Files are read through
 the page cache after the warm-up epoch, so the raw figures are decode/resample/copy costs,
-not disk speed. Also reported: one ``cache_build`` line (encoding every clip once).
+not disk speed. Also reported: one ``cache_build`` line (encoding every clip once), and
+``cache_open/verify=quick|full`` lines: opening the cache with shape checks only, and with the
+CRC-32 check of every array that training does (``pairs_per_s`` there is one epoch without
+prefetch, the open included; ``--open_only`` skips the other cases).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import jax
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from jaxaudio.codecs import make_codec  # noqa: E402
-from jaxaudio.data.cache import build_cache  # noqa: E402
+from jaxaudio.data.cache import LatentCache, build_cache  # noqa: E402
 from jaxaudio.data.loader import PairLoader, RawSource  # noqa: E402
 from jaxaudio.data.pairs import PairDataset  # noqa: E402
 from jaxaudio.data.synth import make_synthetic_dataset  # noqa: E402
@@ -52,6 +55,11 @@ def run_epoch(loader: PairLoader, epoch: int, step_s: float) -> tuple[float, flo
     return time.perf_counter() - start, waited
 
 
+def loader_pairs(ds, a) -> range:
+    """The pairs one epoch of batch ``a.batch_size`` serves (the last partial batch dropped)."""
+    return range(len(ds) // a.batch_size * a.batch_size)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,6 +72,7 @@ def main(argv=None) -> None:
     p.add_argument("--num_workers", type=int, default=min(8, os.cpu_count() or 1))
     p.add_argument("--step_ms", type=float, default=50.0, help="simulated train step")
     p.add_argument("--workdir", default=None, help="keep the data here (default: a temp dir)")
+    p.add_argument("--open_only", action="store_true", help="only the cache_open cases")
     a = p.parse_args(argv)
     if a.small:
         a.num_pairs, a.duration, a.batch_size, a.repeats = 32, 2.0, 8, 3
@@ -88,6 +97,23 @@ def main(argv=None) -> None:
         print(json.dumps({**common, "case": "cache_build", "codec": codec.identity(),
                           "hit": cache.stats["hit"], "seconds": round(build_s, 3),
                           "pairs_per_s": round(len(ds) / build_s, 1)}), flush=True)
+        size = sum(arr.nbytes for arr in cache.arrays.values())
+        for verify in ("quick", "full"):
+            opens, epochs = [], []
+            for _ in range(a.repeats):
+                t = time.perf_counter()
+                opened = LatentCache(cache.path, verify=verify)
+                opens.append(time.perf_counter() - t)
+                loader = PairLoader(opened, a.batch_size, seed=0, prefetch=0)
+                epochs.append(opens[-1] + run_epoch(loader, 0, 0.0)[0])
+                del opened, loader
+            print(json.dumps({**common, "case": f"cache_open/verify={verify}",
+                              "cache_mb": round(size / 2**20, 1),
+                              "open_seconds": round(statistics.median(opens), 4),
+                              "pairs_per_s": round(len(loader_pairs(ds, a)) /
+                                                   statistics.median(epochs), 1)}), flush=True)
+        if a.open_only:
+            return
         sources = {"raw": RawSource(ds, num_workers=a.num_workers), "cache": cache}
         for step_ms in (0.0, a.step_ms):
             for name, source in sources.items():

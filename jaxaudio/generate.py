@@ -20,6 +20,8 @@ import logging
 import sys
 from typing import Sequence
 
+from jaxaudio.training.cli import _parse_bool
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
@@ -53,6 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     batch.add_argument("--shuffle_targets", action="store_true",
                        help="pair each input with another pair's target (chosen with --seed)")
     batch.add_argument("--seed", type=int, default=0, help="seed of --shuffle_targets")
+    batch.add_argument("--skip_bad_files", type=_parse_bool, nargs="?", const=True,
+                       default=False, metavar="true|false",
+                       help="leave out pairs with an unreadable or too short file, naming "
+                            "them, instead of stopping before anything is written")
     codec = p.add_argument_group("codec (default: the checkpoint's)")
     codec.add_argument("--codec", choices=("mdct", "encodec"),
                        help="override the codec (default: what the model was trained with; "
@@ -124,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run_single(opts, args.input_audio, args.target_audio, args.output)
         else:
             run_batch(opts, args.val_folder, args.num_samples, args.output_folder,
-                      args.shuffle_targets, args.seed)
+                      args.shuffle_targets, args.seed, args.skip_bad_files)
     except (GenerateError, CheckpointError, BadFileError, EncodecWeightsError, StateDictError,
             TorchFileError, ConfigError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)

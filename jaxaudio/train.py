@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return fit(cfg)
     except (ConfigError, CheckpointError, BadFileError, EncodecWeightsError, TorchFileError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        msg = str(e)
+        if isinstance(e, EncodecWeightsError) and str(cfg.codec_weights) not in msg:
+            msg = f"--codec_weights {cfg.codec_weights}: {msg}"  # name the file
+        print(f"error: {msg}", file=sys.stderr)
         return 2
 
 

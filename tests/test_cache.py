@@ -2,6 +2,7 @@
 
 import functools
 import hashlib
+import json
 import os
 
 import jax
@@ -111,9 +112,11 @@ def test_changed_codec_is_a_miss(tmp_path):
     check_rows(second, ds, other)
 
 
-@pytest.mark.parametrize("damage", ["truncated_array", "no_manifest", "bad_manifest",
-                                    "flipped_bytes"])
-def test_damaged_cache_is_never_used(tmp_path, damage):
+@pytest.mark.parametrize("damage, why", [
+    ("truncated_array", "target_latent.npy"), ("no_manifest", "manifest.json is missing"),
+    ("bad_manifest", "cannot be read"), ("flipped_bytes", "input_audio.npy: contents do not match"),
+    ("edited_manifest", "fingerprint does not match")])
+def test_damaged_cache_is_never_used(tmp_path, damage, why, caplog):
     codec = CODEC
     ds = write_pairs(tmp_path / "train", 3)
     cache = build_cache(ds, codec, tmp_path / "cache")
@@ -126,14 +129,20 @@ def test_damaged_cache_is_never_used(tmp_path, damage):
         (path / "manifest.json").unlink()
     elif damage == "bad_manifest":
         (path / "manifest.json").write_text('{"format": 1, "key"')
-    else:  # same size, different bytes: only the full check sees it
+    elif damage == "edited_manifest":  # one source's recorded hash changed
+        m = json.loads((path / "manifest.json").read_text())
+        m["pairs"][0]["input_digest"] = "0" * 32
+        (path / "manifest.json").write_text(json.dumps(m))
+    else:  # same size, different values: only the checksum sees it
         f = path / "input_audio.npy"
         data = bytearray(f.read_bytes())
         data[-8:] = b"\x00\x00\xc0\x7f" * 2
         f.write_bytes(bytes(data))
-        assert build_cache(ds, codec, tmp_path / "cache").stats["hit"]
-    rebuilt = build_cache(ds, codec, tmp_path / "cache", verify="full")
+    with caplog.at_level("WARNING", logger="jaxaudio.data.cache"):
+        rebuilt = build_cache(ds, codec, tmp_path / "cache")
     assert rebuilt.stats["hit"] is False and rebuilt.path == path
+    assert any("rebuilding it" in r.message and why in r.message for r in caplog.records), \
+        caplog.text
     check_rows(rebuilt, ds, codec)
 
 

@@ -70,7 +70,7 @@ def test_convert_writes_own_format_atomically_and_never_clobbers(tmp_path, capsy
     assert converted.identity() == original.identity()
     assert converted.config == original.config
     before = dst.read_bytes()
-    assert convert_main([str(TH), str(dst)]) == 1
+    assert convert_main([str(TH), str(dst)]) == 2  # bad input: the one exit code of every tool
     assert "--overwrite" in capsys.readouterr().err
     assert dst.read_bytes() == before
     assert convert_main([str(TH), str(dst), "--overwrite"]) == 0

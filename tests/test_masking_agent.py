@@ -126,7 +126,15 @@ def test_jit_equals_eager(eval_outputs):
     chex.assert_trees_all_close(jitted, eager, rtol=1e-5, atol=1e-6)
 
 
-def test_stats_match_the_masks(eval_outputs):
+def _music_stats(im, x):
+    """The mask's temporal std and the correlation of its rises with the input's onsets."""
+    change = np.maximum(np.diff(im.mean(axis=1), axis=-1), 0.0).ravel()
+    level = np.log(np.mean(np.asarray(x, np.float64) ** 2, axis=1) + 1e-6)
+    onset = np.maximum(np.diff(level, axis=-1), 0.0).ravel()
+    return np.mean(np.std(im, axis=2)), np.corrcoef(change, onset)[0, 1]
+
+
+def test_stats_match_the_masks(eval_outputs, inputs):
     masks, out, _, _ = eval_outputs[1]
     im = np.asarray(masks.input_mask, np.float64)
     tm = np.asarray(masks.target_mask, np.float64)
@@ -141,7 +149,10 @@ def test_stats_match_the_masks(eval_outputs):
         "input_mask_temporal_var": v_in, "target_mask_temporal_var": v_tgt,
         "balance": (im.mean() - 0.5) ** 2 + (tm.mean() - 0.5) ** 2,
     }
-    assert set(out.stats) == set(expected)
+    expected["input_mask_temporal_std"], onset_corr = _music_stats(im, inputs[0])
+    assert set(out.stats) == set(expected) | {"mask_onset_corr"}
+    # A correlation of float32 frame differences: float32 round-off, not a relative tolerance.
+    assert abs(float(out.stats["mask_onset_corr"]) - onset_corr) < 1e-3
     for key, value in expected.items():
         assert_scalar_close(out.stats[key], value, key)
         assert out.stats[key].shape == ()
@@ -353,3 +364,26 @@ def test_clear_errors(agent, inputs):
     assert no_disc.discriminator is None
     with pytest.raises(ValueError, match="use_discriminator=True"):
         no_disc.adversarial_loss(x, y)
+
+
+def test_energy_gate_masks_follow_the_louder_part():
+    """gate="energy": complementary masks that give each cell to the part loud there, so they
+    change in time with the music (the original's settle on a constant channel split)."""
+    from jaxaudio.agents.masking import CreativeAgent
+
+    agent = CreativeAgent(16, use_discriminator=False, gate="energy", rngs=nnx.Rngs(params=0))
+    t = np.arange(64)
+    hits = (t % 16 < 3).astype(np.float32)  # a drum hit every 16 frames
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16, 64)).astype(np.float32) * (0.05 + 3.0 * hits)
+    y = rng.standard_normal((2, 16, 64)).astype(np.float32)
+    out = agent.process(jnp.asarray(x), jnp.asarray(y))
+    masks = agent.mask_generator(jnp.asarray(x), jnp.asarray(y))
+    im, tm = np.asarray(masks.input_mask), np.asarray(masks.target_mask)
+    np.testing.assert_allclose(im + tm, 1.0, atol=1e-6)
+    on, off = im[..., hits > 0].mean(), im[..., hits == 0].mean()
+    assert on > 0.7 and off < 0.3, (on, off)
+    assert float(out.stats["input_mask_temporal_std"]) > 0.05
+    assert float(out.stats["mask_onset_corr"]) > 0.2  # noise makes onsets everywhere; hits dominate
+    chex.assert_tree_all_finite(jax.grad(lambda a, b: jnp.sum(
+        agent.process(a, b).encoded_input))(jnp.asarray(x), jnp.zeros_like(jnp.asarray(y))))

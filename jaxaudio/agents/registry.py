@@ -76,8 +76,8 @@ def _builtin() -> None:
 
     if "masking" not in AGENTS:
         register_agent(AgentSpec(
-            "masking", lambda encoding_dim, *, rngs, **_: CreativeAgent(
-                encoding_dim, use_discriminator=True, rngs=rngs),
+            "masking", lambda encoding_dim, *, rngs, mask_gate="learned", **_: CreativeAgent(
+                encoding_dim, use_discriminator=True, gate=mask_gate, rngs=rngs),
             flag="use_creative_agent", loss_names=("mask_reg_loss", "balance_loss"),
             validation_losses=("mask_reg_loss",), priority=1))
     if "compositional" not in AGENTS:

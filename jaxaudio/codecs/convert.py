@@ -27,8 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         codec = load_encodec(args.src, **overrides)
         out = save_encodec(codec, args.dst, overwrite=args.overwrite)
     except (EncodecWeightsError, TorchFileError, FileExistsError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        msg = str(e)
+        if isinstance(e, EncodecWeightsError) and args.src not in msg:
+            msg = f"{args.src}: {msg}"  # some weight-layout errors do not name their file
+        print(f"error: {msg}", file=sys.stderr)
+        return 2  # bad input, as every jaxaudio tool
     print(f"wrote {out} ({codec.identity()})")
     return 0
 

@@ -7,7 +7,7 @@ padded with trailing silence. Clips shorter than ``min_samples`` are bad files.
 
 Bad inputs (missing partner, two partners, unreadable or corrupt file, NaN or infinite samples,
 too short, an empty folder) raise :class:`BadFileError` naming the file and what was expected.
-With ``skip_bad_files=True`` the affected pairs are left out instead, with one warning that
+With ``skip_bad_files=True`` (``--skip_bad_files true``) the affected pairs are left out instead, with one warning that
 counts them; ``dataset.skipped`` lists each one. An empty result is always an error.
 """
 
@@ -185,7 +185,7 @@ class PairDataset:
         if bad and not self.skip_bad_files:
             extra = f" (and {len(bad) - 1} more bad files)" if len(bad) > 1 else ""
             raise BadFileError(bad[0].path, bad[0].problem + extra +
-                               "; pass skip_bad_files=True (--skip_bad_files) to leave them out")
+                               "; pass --skip_bad_files true to leave them out")
 
     def _require_some(self, pairs: list[Pair], bad: list[BadFile]) -> None:
         if not pairs:

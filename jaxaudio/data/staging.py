@@ -3,7 +3,8 @@
 Files are written into a hidden sibling ``.<name>.partial-<id>/``; ``metadata.json`` is written
 last, and the folder is renamed into place in one step. An existing non-empty output folder is
 refused unless ``overwrite`` is set, in which case it is replaced only once the new one is
-complete.
+complete. A staging folder records its writer (``OWNER``); one left by a killed build is
+removed by the next build into the same folder (:func:`remove_stale_stages`), with a log line.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import shutil
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+
+from jaxaudio.data.durable import OWNER, fault_point, remove_stale, write_owner
 
 METADATA = "metadata.json"
 
@@ -34,10 +37,14 @@ def staged_dataset(output_dir: str | Path, overwrite: bool = False):
     output_dir = Path(output_dir)
     check_output_dir(output_dir, overwrite)
     output_dir.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_stages(output_dir)
     stage = output_dir.parent / f".{output_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     stage.mkdir()
     try:
+        write_owner(stage)
         yield stage
+        fault_point("dataset-build")
+        (stage / OWNER).unlink()
         if not (stage / METADATA).is_file():
             raise RuntimeError(f"{stage}: {METADATA} was not written; the dataset is incomplete")
         if hasattr(os, "sync"):
@@ -52,6 +59,13 @@ def staged_dataset(output_dir: str | Path, overwrite: bool = False):
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def remove_stale_stages(output_dir: str | Path) -> list[Path]:
+    """Delete the staging folders of killed builds of ``output_dir`` (see the module doc)."""
+    output_dir = Path(output_dir)
+    return remove_stale(output_dir.parent, (f".{output_dir.name}.partial-",),
+                        "a dataset build")
 
 
 def write_metadata(stage: Path, metadata: dict) -> None:

@@ -153,9 +153,50 @@ def select_pairs(val_folder: str, num_samples: int, shuffle_targets: bool, seed:
     return chosen, targets
 
 
+def check_pairs(gen: Generator, pairs, targets, skip_bad_files: bool):
+    """Decode every chosen file once before anything is written: the pairs that can be
+    generated (with their targets), and one line per file that cannot. Without
+    ``skip_bad_files`` a bad file stops the run here, naming it."""
+    from jaxaudio.data.audio_io import BadFileError
+    from jaxaudio.inference.pipeline import MIN_FRAMES
+
+    hop = int(gen.codec.hop_length)
+    shortest = hop * (MIN_FRAMES - 1) + 1  # MIN_FRAMES frames of ceil(N / hop)
+    good, bad = [], []
+    for pair, target in zip(pairs, targets):
+        problems = []
+        for path, least in ((pair.input_path, shortest), (target, 1)):
+            try:
+                audio, _ = read_audio(path, gen.sample_rate)
+                if audio.shape[0] < least:
+                    problems.append(f"{path}: {audio.shape[0]} samples at {gen.sample_rate} "
+                                    f"Hz; expected at least {least}"
+                                    + (f" ({MIN_FRAMES} codec frames)" if least > 1 else ""))
+            except (BadFileError, GenerateError) as e:
+                problems.append(str(e))
+        if problems:
+            bad.extend(problems)
+        else:
+            good.append((pair, target))
+    if bad and not skip_bad_files:
+        more = f" (and {len(bad) - 1} more bad file(s))" if len(bad) > 1 else ""
+        raise GenerateError(f"{bad[0]}{more}; nothing was written; pass --skip_bad_files true "
+                            f"to leave the bad pairs out")
+    for line in bad:
+        log.warning("skipping a pair (--skip_bad_files): %s", line)
+    if not good:
+        raise GenerateError(f"--val_folder: no usable pair among the {len(pairs)} chosen; "
+                            f"first problem: {bad[0]}")
+    return good
+
+
 def run_batch(opts: Options, val_folder: str, num_samples: int, output_folder: str,
-              shuffle_targets: bool = False, seed: int = 0) -> list[dict]:
-    """``--val_folder --num_samples --output_folder``: the original's batch mode."""
+              shuffle_targets: bool = False, seed: int = 0,
+              skip_bad_files: bool = False) -> list[dict]:
+    """``--val_folder --num_samples --output_folder``: the original's batch mode.
+
+    Every chosen pair is decoded and checked before anything is written; ``metrics.jsonl``
+    always lists what was made, even when a later pair fails."""
     from tqdm import tqdm
 
     pairs, targets = select_pairs(val_folder, num_samples, shuffle_targets, seed)
@@ -166,25 +207,30 @@ def run_batch(opts: Options, val_folder: str, num_samples: int, output_folder: s
     summary = out / "metrics.jsonl"
     check_free([f for files in all_files for f in files.all()] + [summary], opts.overwrite)
     for pair, target in zip(pairs, targets):
-        check_audio(pair.input_path)
-        check_audio(target)
+        if not skip_bad_files:
+            check_audio(pair.input_path)
+            check_audio(target)
     loaded, gen = load(opts)
-    print(f"{len(pairs)} pair(s) from {val_folder}"
+    chosen = check_pairs(gen, pairs, targets, skip_bad_files)
+    files_of = {p.name: files for p, files in zip(pairs, all_files)}
+    print(f"{len(chosen)} pair(s) from {val_folder}"
           + (f" with shuffled targets (seed {seed})" if shuffle_targets else ""), flush=True)
     out.mkdir(parents=True, exist_ok=True)
     records = []
-    with tqdm(total=len(pairs), desc="generate", dynamic_ncols=True) as bar:
-        for pair, target, files in zip(pairs, targets, all_files):
-            bar.write(f"{pair.name}:")
-            rec = generate_one(gen, opts, pair.input_path, target, files,
-                               f"{pair.name}: {pair.input_path.name} + {target.name}",
-                               say=bar.write)
-            records.append({"name": pair.name, "input": str(pair.input_path),
-                            "target": str(target), **rec})
-            bar.update(1)
-    with open(summary, "w") as f:
-        for rec in records:
-            f.write(json.dumps(rec, sort_keys=True) + "\n")
+    try:
+        with tqdm(total=len(chosen), desc="generate", dynamic_ncols=True) as bar:
+            for pair, target in chosen:
+                bar.write(f"{pair.name}:")
+                rec = generate_one(gen, opts, pair.input_path, target, files_of[pair.name],
+                                   f"{pair.name}: {pair.input_path.name} + {target.name}",
+                                   say=bar.write)
+                records.append({"name": pair.name, "input": str(pair.input_path),
+                                "target": str(target), **rec})
+                bar.update(1)
+    finally:  # what was made is listed even when a later pair fails
+        with open(summary, "w") as f:
+            for rec in records:
+                f.write(json.dumps(rec, sort_keys=True) + "\n")
     errors = [r["rms_error_vs_target"] for r in records if "rms_error_vs_target" in r]
     if errors:
         print(f"Average RMS error vs target: {float(np.mean(errors)):.6f}")

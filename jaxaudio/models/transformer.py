@@ -107,7 +107,8 @@ class SimpleTransformer(nnx.Module):
 
     Constructor arguments are the original's. ``component_dim``, ``composer_heads``,
     ``composer_layers`` and ``novelty_weight`` configure the compositional agent (the original
-    hard-codes 64, 8, 4 and 0.1). As in the original, the agents exist only in the cascade and the
+    hard-codes 64, 8, 4 and 0.1); ``mask_gate`` the masking agent (``"learned"``, the
+    original's, or ``"energy"``). As in the original, the agents exist only in the cascade and the
     compositional agent wins when both flags are set. ``agent`` names any agent of
     :mod:`jaxaudio.agents.registry` instead of the two flags.
     """
@@ -128,6 +129,7 @@ class SimpleTransformer(nnx.Module):
         composer_heads: int = 8,
         composer_layers: int = 4,
         novelty_weight: float = 0.1,
+        mask_gate: str = "learned",
         rngs: nnx.Rngs,
     ):
         if num_transformer_layers < 1:
@@ -148,7 +150,7 @@ class SimpleTransformer(nnx.Module):
             agent_module = get_agent(self.agent_name).build(
                 encoding_dim, rngs=rngs, component_dim=component_dim,
                 composer_heads=composer_heads, composer_layers=composer_layers,
-                novelty_weight=novelty_weight)
+                novelty_weight=novelty_weight, mask_gate=mask_gate)
         # Assigned once: NNX fixes an attribute as data or static on its first assignment.
         self.creative_agent = agent_module
 

@@ -8,6 +8,13 @@ so at every instant one complete checkpoint exists (``load`` falls back to the r
 if a crash hit between the two renames). Every process calls :func:`save_checkpoint` (orbax
 writes sharded arrays from all of them); only process 0 writes ``meta.json`` and renames.
 
+``checksums.json`` holds the size and CRC-32 of every file orbax wrote; they are checked
+before a restore (:func:`verify_checkpoint`), so a truncated or garbled file is reported as a
+damaged checkpoint naming the file, not as a configuration mismatch. A save killed midway
+leaves ``.NAME.tmp-*`` (marked with its writer in ``OWNER``); the next run's
+:func:`remove_stale_temps` deletes it, and puts back a ``.NAME.old-*`` whose swap was cut
+between its two renames.
+
 ::
 
     ckpt_dir/.best_model.tmp-ab12/   <- written, fsynced, COMPLETE
@@ -19,16 +26,23 @@ writes sharded arrays from all of them); only process 0 writes ``meta.json`` and
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
 import jax
 
+from jaxaudio.data.durable import fault_point, is_stale, remove_tree, write_owner
+
+log = logging.getLogger(__name__)
+
 COMPLETE = "COMPLETE"
 META = "meta.json"
+CHECKSUMS = "checksums.json"
 FORMAT = "jaxaudio-train-checkpoint/1"
 
 
@@ -82,17 +96,23 @@ def save_checkpoint(directory: str | Path, name: str, state: Any, meta: dict[str
         directory.mkdir(parents=True, exist_ok=True)
         if tmp.exists():
             shutil.rmtree(tmp)
+        tmp.mkdir()
+        write_owner(tmp)
     _sync(f"jaxaudio-ckpt-prepare-{name}")
     ckptr = _checkpointer()
     ckptr.save(tmp.absolute() / "state", state)
     ckptr.wait_until_finished()
     _sync(f"jaxaudio-ckpt-written-{name}")
     if jax.process_index() == 0:
+        fault_point("checkpoint-save")
+        _write_json(tmp / CHECKSUMS, _checksums(tmp / "state"))
         _write_json(tmp / META, {"format": FORMAT, **meta})
+        (tmp / "OWNER").unlink(missing_ok=True)
         (tmp / COMPLETE).write_text("ok\n")
         _fsync_dir(tmp)
         if final.exists():
             os.replace(final, old)
+        fault_point("checkpoint-swap")
         os.replace(tmp, final)
         _fsync_dir(directory)
         if old.exists():
@@ -100,6 +120,73 @@ def save_checkpoint(directory: str | Path, name: str, state: Any, meta: dict[str
             shutil.rmtree(old, ignore_errors=True)
     _sync(f"jaxaudio-ckpt-done-{name}")
     return final
+
+
+def _crc32(path: Path) -> str:
+    crc = 0
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            crc = zlib.crc32(chunk, crc)
+    return f"crc32:{crc:08x}"
+
+
+def _checksums(state_dir: Path) -> dict[str, dict[str, Any]]:
+    return {str(p.relative_to(state_dir.parent)): {"size": p.stat().st_size, "crc": _crc32(p)}
+            for p in sorted(state_dir.rglob("*")) if p.is_file()}
+
+
+def verify_checkpoint(path: str | Path) -> None:
+    """Raise :class:`CheckpointError` naming the first missing, truncated or changed file of
+    the checkpoint at ``path``. Checkpoints written before checksums existed pass."""
+    path = Path(path)
+    try:
+        table = json.loads((path / CHECKSUMS).read_text())
+    except FileNotFoundError:
+        return
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path / CHECKSUMS}: damaged checkpoint: unreadable checksum "
+                              f"table ({e})") from None
+    for rel, want in sorted(table.items()):
+        file = path / rel
+        if not file.is_file():
+            problem = "is missing"
+        elif file.stat().st_size != want["size"]:
+            problem = (f"has {file.stat().st_size} bytes, {want['size']} were written "
+                       f"(truncated or overwritten)")
+        elif _crc32(file) != want["crc"]:
+            problem = "does not match the checksum made when it was written (garbled)"
+        else:
+            continue
+        raise CheckpointError(f"{file}: damaged checkpoint: this file {problem}. Use another "
+                              f"checkpoint of the run (checkpoint_epoch_N/, best_model/)")
+
+
+def remove_stale_temps(directory: str | Path) -> None:
+    """Clean up after saves that were killed: delete ``.NAME.tmp-*`` folders whose writer is
+    gone; put a complete ``.NAME.old-*`` back as ``NAME`` when the swap was cut before
+    ``NAME`` reappeared, and delete it when ``NAME`` is complete. Process 0 only."""
+    directory = Path(directory)
+    if jax.process_index() != 0 or not directory.is_dir():
+        return
+    for d in sorted(directory.iterdir()):
+        if not d.is_dir() or not d.name.startswith("."):
+            continue
+        base, sep, _ = d.name[1:].rpartition(".tmp-")
+        if sep and is_stale(d):
+            log.info("removing %s, left by a checkpoint save that did not finish", d)
+            remove_tree(d)
+            continue
+        base, sep, _ = d.name[1:].rpartition(".old-")
+        if not sep:
+            continue
+        final = directory / base
+        if (final / COMPLETE).exists():
+            log.info("removing %s, the previous %s kept by a save that did not finish", d, base)
+            remove_tree(d)
+        elif not final.exists() and (d / COMPLETE).exists():
+            log.info("restoring %s from %s, renamed aside by a save that did not finish",
+                     final, d)
+            os.replace(d, final)
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -145,21 +232,37 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_checkpoint(path: str | Path, target: Any) -> tuple[Any, dict[str, Any]]:
+def _first_line(e: Exception, limit: int = 200) -> str:
+    """The gist of an orbax/TensorStore error, without its multi-line spec dump."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def load_checkpoint(path: str | Path, target: Any, *,
+                    verify: bool = True) -> tuple[Any, dict[str, Any]]:
     """Restore the state into the structure, dtypes and shardings of ``target``.
 
-    Raises :class:`CheckpointError` naming the checkpoint when it is incomplete or its arrays
-    do not match ``target`` (a checkpoint of another configuration).
+    Raises :class:`CheckpointError` naming the checkpoint (and the file, when a file is
+    damaged) when it is incomplete, damaged, or its arrays do not match ``target`` (a
+    checkpoint of another configuration). ``verify=False`` skips the checksums (already
+    checked by the caller).
     """
     import orbax.checkpoint as ocp
 
     path = resolve_checkpoint(path)
     meta = read_meta(path)
+    if verify:
+        verify_checkpoint(path)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     try:
         state = _checkpointer().restore((path / "state").absolute(), abstract)
     except Exception as e:  # orbax raises several types for structure/shape mismatches
+        if (path / CHECKSUMS).exists():  # the files are intact: the structure differs
+            raise CheckpointError(
+                f"{path}: its arrays do not match this configuration ({type(e).__name__}: "
+                f"{_first_line(e)}). Was it written with other model flags?") from None
         raise CheckpointError(
-            f"{path}: its arrays do not match this configuration ({type(e).__name__}: {e}). "
-            f"Was it written with other model flags?") from e
+            f"{path}: cannot be restored ({type(e).__name__}: {_first_line(e)}); it was "
+            f"written without checksums, so either a file in {path / 'state'} is damaged or "
+            f"it was written with other model flags") from None
     return state, meta

@@ -1,9 +1,17 @@
-"""The typed training configuration and the command line behind it.
+"""The typed training configuration: every field with its own help, its checks, its derived values.
 
 Flag names and meanings are the original's (`train_simple_ddp.py`); boolean flags accept the
 original's `--flag true/false` spelling and a bare `--flag`. jaxaudio adds `--codec`,
 `--codec_weights`, `--clip_seconds`, `--precision`, `--mlflow_uri`, `--no_mlflow` and a few
-loader options. Every value is checked before any work starts (`TrainConfig.validate`).
+loader options. :mod:`jaxaudio.training.cli` builds the command line from the fields below
+(their ``help`` metadata), so a new option is one field here.
+
+Three kinds of code live here, apart: the fields; the checks (:meth:`TrainConfig.check` for
+values, :meth:`TrainConfig.check_paths` for the file system; both raise :class:`ConfigError`
+naming the flag and what was expected, and change nothing); and derived values (properties
+such as ``cascade``, ``agent``, ``disc_lr_value``, ``dataset_path``, plus
+:meth:`TrainConfig.resolved`, which fills the built-in dataset folder). Every check runs
+before any data is read or anything compiled (:meth:`TrainConfig.validate`).
 
 With no arguments at all, `python -m jaxaudio.train` runs the built-in default: a synthetic
 dataset it makes itself, the MDCT codec and a small cascade (see `BUILTIN_DEFAULTS`).
@@ -11,10 +19,8 @@ dataset it makes itself, the MDCT codec and a small cascade (see `BUILTIN_DEFAUL
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +33,12 @@ PRECISIONS = ("fp32", "bf16")
 BUILTIN_DATASET = "data/synthetic"
 SAMPLE_RATE = 24000  # both codecs
 ENCODEC_HOP = 320  # EnCodec 24 kHz: 75 latent frames a second
+MAX_SEED = 2**32 - 1  # NumPy's and JAX's seeds are uint32 words
 
 
+# Saved configurations without these keys predate them and meant the original's behaviour.
+LEGACY_DEFAULTS = {"mask_gate": "learned", "gan_variant": "original", "plateau_threshold": 1e-4,
+                   "plateau_cooldown": 0, "min_lr": 0.0}
 SPECTRAL_PENALTY_WEIGHT = 0.01  # the original's fixed weight of the spectral outlier penalty
 GAN_VARIANTS = ("stable", "original")
 LR_SCHEDULES = ("plateau", "cosine")
@@ -42,6 +52,8 @@ def parse_loss_weights(text: str | None) -> dict[str, float]:
     """``"name=w,name=w"`` -> ``{name: w}``; names must be loss terms the objective knows."""
     if not text:
         return {}
+    import math
+
     from jaxaudio.training.objective import known_terms
 
     out: dict[str, float] = {}
@@ -61,81 +73,133 @@ def parse_loss_weights(text: str | None) -> dict[str, float]:
     return out
 
 
+def opt(default: Any, help: str, **meta: Any) -> Any:
+    """A config field and its command-line help (``meta``: ``choices``, ``flag=False``)."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
 @dataclass
 class TrainConfig:
     # Model (the original's defaults)
-    encoding_dim: int = 128
-    nhead: int = 8
-    num_layers: int = 4
-    num_transformer_layers: int = 1
-    dropout: float = 0.1
+    encoding_dim: int = opt(128, "latent dimension D; must equal the codec's (128 for EnCodec "
+                                 "24 kHz and the default MDCT)")
+    nhead: int = opt(8, "attention heads of every transformer layer")
+    num_layers: int = opt(4, "transformer encoder layers per stage")
+    num_transformer_layers: int = opt(1, "1 = single stage on the input; 2 or more = the 2-stage "
+                                         "cascade on input and target")
+    dropout: float = opt(0.1, "dropout rate in the transformers and position encodings")
     # Data
-    dataset_folder: str | None = None
-    clip_seconds: float = 16.0
-    shuffle_targets: bool = False
-    skip_bad_files: bool = False
-    use_cache: bool = True
-    cache_dir: str | None = None
+    dataset_folder: str | None = opt(None, "folder with train/ and val/ of pair_XXXX_input.wav "
+                                           "+ pair_XXXX_output.wav")
+    clip_seconds: float = opt(16.0, "clip length in seconds; longer files are cropped, shorter "
+                                    "ones padded")
+    shuffle_targets: bool = opt(False, "pair each input with a random target instead of its own "
+                                       "continuation (true/false)")
+    skip_bad_files: bool = opt(False, "skip unreadable or invalid pairs with a warning instead "
+                                      "of stopping (true/false)")
+    use_cache: bool = opt(True, "encode every clip once into the latent cache instead of every "
+                                "step (true/false)")
+    cache_dir: str | None = opt(None, "where the latent cache lives (default: "
+                                      "<dataset_folder>/.jaxaudio_cache)")
     # Optimisation
-    epochs: int = 200
-    batch_size: int = 16
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    grad_clip: float = 10.0
-    patience: int = 20
-    seed: int = 42
+    epochs: int = opt(200, "number of epochs")
+    batch_size: int = opt(16, "batch size per device (the global batch is this times the "
+                              "number of devices)")
+    lr: float = opt(1e-4, "AdamW learning rate (halved by ReduceLROnPlateau after 5 epochs "
+                          "without improvement)")
+    weight_decay: float = opt(0.01, "AdamW weight decay (generator and discriminator)")
+    grad_clip: float = opt(10.0, "global gradient-norm clip of the generator")
+    patience: int = opt(20, "early stopping after this many epochs without a better "
+                            "validation loss")
+    seed: int = opt(42, "random seed: parameters, data order, dropout and noise all derive "
+                        "from it")
     # Checkpoints
-    checkpoint_dir: str = "checkpoints_simple"
-    save_every: int = 10
-    resume: str | None = None
+    checkpoint_dir: str = opt("checkpoints_simple", "where checkpoints are written (best, every "
+                                                    "--save_every epochs, interrupted)")
+    save_every: int = opt(10, "save a checkpoint every N epochs")
+    resume: str | None = opt(None, "checkpoint to resume from (restores everything, including "
+                                   "the data position); a --checkpoint_dir picks its newest "
+                                   "complete checkpoint")
     # Behaviour
-    unity_test: bool = False
-    anti_cheating: float = 0.0
+    unity_test: bool = opt(False, "sanity check: the target becomes the decoded input "
+                                  "(true/false)")
+    anti_cheating: float = opt(0.0, "noise level on the cascade's input in training (0 = none)")
     # Loss weights
-    loss_weight_input: float = 0.0
-    loss_weight_target: float = 1.0
-    loss_weight_spectral: float = 0.0
-    loss_weight_mel: float = 0.0
+    loss_weight_input: float = opt(0.0, "weight of RMS(output, input)")
+    loss_weight_target: float = opt(1.0, "weight of RMS(output, target)")
+    loss_weight_spectral: float = opt(0.0, "weight of the multi-resolution STFT loss (against "
+                                           "input and target, averaged)")
+    loss_weight_mel: float = opt(0.0, "weight of the mel-spectrogram loss (against input and "
+                                      "target, averaged)")
     # Fixed complementary masking
-    mask_type: str = "none"
-    mask_temporal_segment: int = 150
-    mask_freq_split: float = 0.3
-    mask_channel_keep: float = 0.5
-    mask_energy_threshold: float = 0.7
+    mask_type: str = opt("none", "fixed complementary masking of input and target latents",
+                         choices=MASK_TYPES)
+    mask_temporal_segment: int = opt(150, "temporal masking: segment length in frames")
+    mask_freq_split: float = opt(0.3, "frequency/hybrid masking: share of latent channels that "
+                                      "go to the input")
+    mask_channel_keep: float = opt(0.5, "spectral masking: share of channels kept per source")
+    mask_energy_threshold: float = opt(0.7, "energy masking: percentile threshold of frame "
+                                            "energy")
     # Creative agents
-    use_creative_agent: bool = False
-    use_compositional_agent: bool = False
-    mask_reg_weight: float = 0.1
-    balance_loss_weight: float = 5.0
-    corr_weight: float = 0.0
+    use_creative_agent: bool = opt(False, "learnable attention masking agent (cascade only) "
+                                          "(true/false)")
+    use_compositional_agent: bool = opt(False, "rhythm/harmony/timbre compositional agent "
+                                               "(cascade only) (true/false)")
+    mask_reg_weight: float = opt(0.1, "weight of the agent's mask regulariser (masking) or "
+                                      "novelty loss (compositional)")
+    balance_loss_weight: float = opt(5.0, "weight of the masking agent's 50/50 balance loss")
+    corr_weight: float = opt(0.0, "weight of the anti-modulation envelope-correlation penalty")
     # GAN
-    gan_weight: float = 0.0
-    disc_lr: float | None = None
-    disc_update_freq: int = 1
-    pure_gan_mode: float = 0.0
-    gan_curriculum_start_epoch: int = 0
-    gan_noise_ceiling: float = 1.0
-    # jaxaudio additions
-    creative_agent: str | None = None
-    gan_variant: str = "stable"
-    gan_r1: float = 1.0
-    loss_weights_extra: str | None = None
-    lr_schedule: str = "plateau"
-    warmup_epochs: int = 0
-    min_lr: float | None = None
-    plateau_factor: float = 0.5
-    plateau_patience: int = 5
-    plateau_threshold: float = 1e-2
-    plateau_cooldown: int = 2
-    codec: str = "mdct"
-    codec_weights: str | None = None
-    precision: str = "fp32"
-    mlflow_uri: str = "sqlite:///mlruns.db"
-    no_mlflow: bool = False
-    log_samples: int = 3
-    max_nonfinite_steps: int = 5
-    stop_after_steps: int | None = None
-    builtin: bool = field(default=False, repr=False)
+    gan_weight: float = opt(0.0, "weight of the latent GAN's generator loss (0 = no "
+                                 "discriminator)")
+    disc_lr: float | None = opt(None, "discriminator learning rate (default: half of --lr)")
+    disc_update_freq: int = opt(1, "update the discriminator every N steps")
+    pure_gan_mode: float = opt(0.0, "curriculum rate from music to noise inputs (alpha = rate x "
+                                    "epochs since start); 0 = off")
+    gan_curriculum_start_epoch: int = opt(0, "epoch at which the pure-GAN curriculum starts")
+    gan_noise_ceiling: float = opt(1.0, "largest noise fraction alpha of the curriculum")
+    # jaxaudio additions: training core
+    creative_agent: str | None = opt(None, "a registered creative agent by name (masking, "
+                                           "compositional, ...); overrides the two agent flags")
+    mask_gate: str = opt("energy", "masking agent: energy (masks follow the two parts' "
+                                   "time-frequency energy) or learned (the original's)",
+                         choices=("energy", "learned"))
+    gan_variant: str = opt("stable", "stable: time-centred discriminator, hinge loss, R1 "
+                                     "penalty, adaptive weight (no frame-rate buzz); original: "
+                                     "the original's BCE latent GAN", choices=GAN_VARIANTS)
+    gan_r1: float = opt(1.0, "R1 gradient-penalty weight of the stable GAN's discriminator")
+    loss_weights: str | None = opt(None, "loss weights by term name, NAME=W,NAME=W (see "
+                                         "ARCHITECTURE.md); overrides the weight flags")
+    lr_schedule: str = opt("plateau", "plateau: ReduceLROnPlateau on the validation loss; "
+                                      "cosine: cosine decay to --min_lr over --epochs",
+                           choices=LR_SCHEDULES)
+    warmup_epochs: int = opt(0, "linear learning-rate warm-up epochs (both schedules)")
+    min_lr: float | None = opt(None, "lowest learning rate (default: lr / 100; the original's "
+                                     "plateau: 0)")
+    plateau_factor: float = opt(0.5, "plateau: factor of each reduction")
+    plateau_patience: int = opt(5, "plateau: epochs without improvement before a reduction")
+    plateau_threshold: float = opt(1e-2, "plateau: relative improvement that counts (the "
+                                         "original's: 1e-4)")
+    plateau_cooldown: int = opt(2, "plateau: epochs after a reduction before counting again "
+                                   "(the original's: 0)")
+    # jaxaudio additions: codec, precision, logging
+    codec: str = opt("mdct", "latent codec: mdct (weight-free, the default) or encodec (needs "
+                             "--codec_weights)", choices=CODECS)
+    codec_weights: str | None = opt(None, "EnCodec 24 kHz weights: encodec_24khz-d7cc33bc.th, "
+                                          "HF model.safetensors or a converted file")
+    precision: str = opt("fp32", "fp32, or bf16 matrix work (FFTs, logs and reductions stay in "
+                                 "float32)", choices=PRECISIONS)
+    mlflow_uri: str = opt("sqlite:///mlruns.db", "MLflow tracking URI")
+    no_mlflow: bool = opt(False, "do not log to MLflow", switch=True)
+    log_samples: int = opt(3, "validation clips logged to MLflow each epoch (WAV and plots)")
+    max_nonfinite_steps: int = opt(5, "stop after this many consecutive steps with a "
+                                      "non-finite loss or gradient")
+    stop_after_steps: int | None = opt(None, "stop after this many steps of this process, "
+                                             "saving a resumable checkpoint as SIGTERM does "
+                                             "(e.g. before a job's time limit)")
+    builtin: bool = field(default=False, repr=False, metadata={"flag": False})
+
+    # --- derived values --------------------------------------------------------------------
 
     @property
     def disc_lr_value(self) -> float:
@@ -166,7 +230,7 @@ class TrainConfig:
     def min_lr_value(self) -> float:
         return self.min_lr if self.min_lr is not None else 0.01 * self.lr
 
-    def loss_weights(self) -> dict[str, float]:
+    def loss_weight_map(self) -> dict[str, float]:
         """The objective's ``{term name: weight}``: the original's flags, then
         ``--loss_weights NAME=W,...`` (see :mod:`jaxaudio.training.objective`)."""
         weights = {
@@ -176,116 +240,47 @@ class TrainConfig:
             "mask_reg_loss": self.mask_reg_weight, "novelty_loss": self.mask_reg_weight,
             "balance_loss": self.balance_loss_weight, "gan_loss": self.gan_weight,
         }
-        weights.update(parse_loss_weights(self.loss_weights_extra))
+        weights.update(parse_loss_weights(self.loss_weights))
         return weights
 
-    def validate(self) -> "TrainConfig":
-        def need(cond: bool, flag: str, expected: str, value: Any) -> None:
-            if not cond:
-                raise ConfigError(f"--{flag}: expected {expected}, got {value!r}")
+    @property
+    def dataset_path(self) -> Path:
+        """The dataset folder with links and ``..`` resolved: how a resume recognises it."""
+        return Path(self.dataset_folder or BUILTIN_DATASET).resolve()
 
-        for name in ("encoding_dim", "nhead", "num_layers", "num_transformer_layers", "epochs",
-                     "batch_size", "patience", "save_every", "disc_update_freq",
-                     "mask_temporal_segment", "max_nonfinite_steps"):
-            v = getattr(self, name)
-            need(isinstance(v, int) and v >= 1, name, "a positive integer", v)
-        need(self.encoding_dim % 2 == 0, "encoding_dim", "an even number (sinusoidal positions)",
-             self.encoding_dim)
-        d0 = self.encoding_dim if not self.cascade else 2 * self.encoding_dim
-        d1 = self.encoding_dim if not self.cascade else 3 * self.encoding_dim
-        need(d0 % self.nhead == 0 and d1 % self.nhead == 0, "nhead",
-             f"a divisor of every stage width ({d0}" + (f" and {d1})" if self.cascade else ")"),
-             self.nhead)
-        for name in ("lr", "clip_seconds"):
-            v = getattr(self, name)
-            need(math.isfinite(v) and v > 0, name, "a positive number", v)
-        for name in ("weight_decay", "anti_cheating", "loss_weight_input", "loss_weight_target",
-                     "loss_weight_spectral", "loss_weight_mel", "mask_reg_weight",
-                     "balance_loss_weight", "corr_weight", "gan_weight", "pure_gan_mode",
-                     "grad_clip"):
-            v = getattr(self, name)
-            need(math.isfinite(v) and v >= 0, name, "a number >= 0", v)
-        need(0.0 <= self.dropout < 1.0, "dropout", "a rate in [0, 1)", self.dropout)
-        for name in ("mask_freq_split", "mask_channel_keep", "mask_energy_threshold",
-                     "gan_noise_ceiling"):
-            v = getattr(self, name)
-            need(0.0 <= v <= 1.0, name, "a fraction in [0, 1]", v)
-        need(self.disc_lr is None or (math.isfinite(self.disc_lr) and self.disc_lr > 0),
-             "disc_lr", "a positive number", self.disc_lr)
-        need(self.gan_curriculum_start_epoch >= 0, "gan_curriculum_start_epoch",
-             "an integer >= 0", self.gan_curriculum_start_epoch)
-        need(self.mask_type in MASK_TYPES, "mask_type", f"one of {', '.join(MASK_TYPES)}",
-             self.mask_type)
-        need(self.codec in CODECS, "codec", f"one of {', '.join(CODECS)}", self.codec)
-        need(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}",
-             self.precision)
-        need(self.log_samples >= 0, "log_samples", "an integer >= 0", self.log_samples)
-        need(self.stop_after_steps is None or self.stop_after_steps >= 1, "stop_after_steps",
-             "a positive integer", self.stop_after_steps)
-        if self.cascade:
-            from jaxaudio.nn.transformer import MAX_POSITIONS
+    @property
+    def cache_path(self) -> Path:
+        return Path(self.cache_dir or Path(self.dataset_folder or BUILTIN_DATASET)
+                    / ".jaxaudio_cache")
 
-            hop = self.encoding_dim if self.codec == "mdct" else ENCODEC_HOP
-            frames = int(round(self.clip_seconds * SAMPLE_RATE)) // hop
-            if frames > MAX_POSITIONS:
-                longest = MAX_POSITIONS * hop / SAMPLE_RATE
-                raise ConfigError(
-                    f"--clip_seconds {self.clip_seconds:g}: {frames} {self.codec} frames, but the "
-                    f"cascade's position table holds {MAX_POSITIONS} (at most {longest:.2f} s "
-                    f"with --codec {self.codec}"
-                    + (f" --encoding_dim {self.encoding_dim}" if self.codec == "mdct" else "")
-                    + "); use shorter clips" + (" or --codec encodec" if self.codec == "mdct" else ""))
-        need(self.gan_variant in GAN_VARIANTS, "gan_variant", f"one of {', '.join(GAN_VARIANTS)}",
-             self.gan_variant)
-        need(self.lr_schedule in LR_SCHEDULES, "lr_schedule",
-             f"one of {', '.join(LR_SCHEDULES)}", self.lr_schedule)
-        need(math.isfinite(self.gan_r1) and self.gan_r1 >= 0, "gan_r1", "a number >= 0",
-             self.gan_r1)
-        need(isinstance(self.warmup_epochs, int) and self.warmup_epochs >= 0, "warmup_epochs",
-             "an integer >= 0", self.warmup_epochs)
-        need(self.min_lr is None or (math.isfinite(self.min_lr) and 0 <= self.min_lr <= self.lr),
-             "min_lr", "a number in [0, --lr]", self.min_lr)
-        need(0 < self.plateau_factor < 1, "plateau_factor", "a factor in (0, 1)",
-             self.plateau_factor)
-        for name in ("plateau_patience", "plateau_cooldown"):
-            need(isinstance(getattr(self, name), int) and getattr(self, name) >= 0, name,
-                 "an integer >= 0", getattr(self, name))
-        need(math.isfinite(self.plateau_threshold) and 0 <= self.plateau_threshold < 1,
-             "plateau_threshold", "a relative threshold in [0, 1)", self.plateau_threshold)
-        parse_loss_weights(self.loss_weights_extra)
-        if self.creative_agent is not None:
-            from jaxaudio.agents.registry import agents
-
-            need(self.creative_agent in agents(), "creative_agent",
-                 f"one of {', '.join(sorted(agents()))}", self.creative_agent)
-        if self.use_creative_agent and self.use_compositional_agent:
-            raise ConfigError("--use_creative_agent and --use_compositional_agent are mutually "
-                              "exclusive: choose one creative agent")
-        if self.mask_type != "none" and not self.cascade:
-            raise ConfigError("--mask_type needs the cascade (--num_transformer_layers 2): the "
-                              "single-stage model sees no target to mask")
-        if self.codec == "encodec":
-            if not self.codec_weights:
-                raise ConfigError(
-                    "--codec encodec needs --codec_weights PATH (the published "
-                    "encodec_24khz-d7cc33bc.th, a Hugging Face model.safetensors, or a file made "
-                    "by `python -m jaxaudio.codecs.convert`); jaxaudio never downloads weights. "
-                    "Use --codec mdct to train without weights.")
-            if not Path(self.codec_weights).is_file():
-                raise ConfigError(f"--codec_weights: file not found: {self.codec_weights}")
-        if self.resume is not None and not Path(self.resume).exists():
-            raise ConfigError(f"--resume: checkpoint not found: {self.resume}")
-        if self.dataset_folder is None:
-            if not self.builtin:
-                raise ConfigError("--dataset_folder is required (a folder with train/ and val/ "
-                                  "pair folders); run with no arguments, or with --builtin, for "
-                                  "the built-in synthetic dataset")
+    def resolved(self) -> "TrainConfig":
+        """Fill what a flag left to be derived: the built-in run's dataset folder."""
+        if self.dataset_folder is None and self.builtin:
             self.dataset_folder = BUILTIN_DATASET
-        if not Path(self.dataset_folder).is_dir() and not self.makes_builtin_dataset:
-            raise ConfigError(f"--dataset_folder: no such folder: {self.dataset_folder} "
-                              f"(expected train/ and val/ folders of pair_XXXX_input.wav / "
-                              f"pair_XXXX_output.wav)")
         return self
+
+    # --- checks ------------------------------------------------------------------------------
+
+    def validate(self) -> "TrainConfig":
+        """Derived values filled in, then every check (values, then paths)."""
+        self.resolved()
+        self.check()
+        self.check_paths()
+        return self
+
+    def check(self) -> None:
+        """Every value on its own and in combination; no file system access."""
+        from jaxaudio.training.config_checks import check_values
+
+        check_values(self)
+
+    def check_paths(self) -> None:
+        """Every path flag: what must exist exists, what will be written can be."""
+        from jaxaudio.training.config_checks import check_paths
+
+        check_paths(self)
+
+    # --- serialisation -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -296,7 +291,8 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        return cls(**d)
+        # A configuration saved before a key existed meant the original's behaviour by it.
+        return cls(**{**LEGACY_DEFAULTS, **d})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)

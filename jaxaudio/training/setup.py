@@ -121,7 +121,8 @@ def build_model(cfg: TrainConfig):
         encoding_dim=cfg.encoding_dim, nhead=cfg.nhead, num_layers=cfg.num_layers,
         dropout=cfg.dropout, num_transformer_layers=cfg.num_transformer_layers,
         anti_cheating=cfg.anti_cheating, use_creative_agent=cfg.use_creative_agent,
-        use_compositional_agent=cfg.use_compositional_agent, rngs=rngs)
+        use_compositional_agent=cfg.use_compositional_agent, agent=cfg.creative_agent,
+        mask_gate=cfg.mask_gate, rngs=rngs)
 
 
 def build_discriminator(cfg: TrainConfig):

@@ -68,7 +68,7 @@ class Steps:
         self.codec_graphdef = codec_graphdef
         self.base_key = jax.random.key(cfg.seed)
         self.compute_dtype = jnp.bfloat16 if cfg.precision == "bf16" else jnp.float32
-        self.weights = cfg.loss_weights()
+        self.weights = cfg.loss_weight_map()
         self.gan = cfg.gan_weight > 0 and self.disc_graphdef is not None
         agent = cfg.agent
         self.val_names = validation_terms() + (get_agent(agent).validation_losses if agent else ())

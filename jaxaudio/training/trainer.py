@@ -24,6 +24,8 @@ from tqdm import tqdm
 
 from jaxaudio.training import checkpoint as ckpt
 from jaxaudio.training.config import TrainConfig
+from jaxaudio.training.resume import (SHAPE_KEYS, check_resume, dataset_identity,  # noqa: F401
+                                      remove_leftovers)
 from jaxaudio.training.metrics import MetricAccumulator, make_tracker, write_metrics_line
 from jaxaudio.training.setup import (build_codec, build_data, build_discriminator, build_mesh,
                                      build_model, ensure_builtin_dataset, make_to_global,
@@ -35,11 +37,6 @@ from jaxaudio.training.utils import (ReduceLROnPlateau, StopFlag, count_params,
 from jaxaudio.training.validator import log_samples, validate_epoch
 
 log = logging.getLogger(__name__)
-
-# Flags whose change makes a checkpoint's arrays or meaning incompatible.
-SHAPE_KEYS = ("encoding_dim", "nhead", "num_layers", "num_transformer_layers",
-              "use_creative_agent", "use_compositional_agent", "codec", "seed", "batch_size",
-              "dataset_folder", "clip_seconds", "shuffle_targets")
 
 
 class NonFiniteError(RuntimeError):
@@ -60,6 +57,8 @@ class Run:
     def __init__(self, cfg: TrainConfig, devices: list | None = None):
         self.cfg = cfg
         self.main = jax.process_index() == 0
+        remove_leftovers(cfg)
+        resume = check_resume(cfg)  # before the data and compilation: a refusal costs nothing
         ensure_builtin_dataset(cfg)
         self.codec = build_codec(cfg)
         self.mesh = build_mesh(devices)
@@ -82,8 +81,9 @@ class Run:
         self.partial: dict[str, Any] | None = None
         self.run_id: str | None = None
         self.ckpt_dir = Path(cfg.checkpoint_dir)
-        if cfg.resume:
-            self._restore(cfg.resume)
+        self.dataset = dataset_identity(cfg.dataset_folder)
+        if resume is not None:
+            self._restore(*resume)
         self.tracker = make_tracker(not cfg.no_mlflow, cfg.mlflow_uri,
                                     run_name=self._run_name(), run_id=self.run_id)
         self.run_id = getattr(self.tracker, "run_id", None)
@@ -103,27 +103,19 @@ class Run:
                 "scheduler": self.scheduler.state_dict(),
                 "gan_curriculum_counter": curriculum_counter(self.cfg, self.epoch),
                 "partial_metrics": partial, "mlflow_run_id": self.run_id,
+                "dataset": self.dataset,
                 "jax_version": jax.__version__}
 
     def save(self, name: str, position: dict, partial: dict | None = None) -> Path:
         return ckpt.save_checkpoint(self.ckpt_dir, name, self.state, self._meta(position, partial))
 
-    def _restore(self, path: str) -> None:
-        path = str(ckpt.resolve_checkpoint(path))
-        meta = ckpt.read_meta(path)
-        saved = meta["config"]
-        diffs = [f"--{k}: checkpoint {saved.get(k)!r}, now {getattr(self.cfg, k)!r}"
-                 for k in SHAPE_KEYS if saved.get(k) != getattr(self.cfg, k)]
-        if (saved.get("gan_weight", 0) > 0) != (self.cfg.gan_weight > 0):
-            diffs.append("--gan_weight: one run has a discriminator and the other not")
-        if diffs:
-            raise ckpt.CheckpointError(f"{path}: cannot resume with a different configuration:\n  "
-                                       + "\n  ".join(diffs))
+    def _restore(self, path: Path, meta: dict[str, Any]) -> None:
+        """Continue from ``path`` (its configuration was checked by :func:`check_resume`)."""
         try:
             self.epoch, self.start_batch = self.data.train.resume_position(meta["position"])
         except (KeyError, ValueError) as e:
             raise ckpt.CheckpointError(f"{path}: cannot resume here: {e}") from e
-        self.state, _ = ckpt.load_checkpoint(path, self.state)
+        self.state, _ = ckpt.load_checkpoint(path, self.state, verify=False)  # checked first
         self.best_val_loss = math.inf if meta["best_val_loss"] is None else meta["best_val_loss"]
         self.patience_counter = meta["patience_counter"]
         self.scheduler = ReduceLROnPlateau.from_state_dict(meta["scheduler"])

@@ -73,14 +73,16 @@ class CreativeAgent(nnx.Module):
         use_discriminator: build the ``StyleDiscriminator`` (else ``discriminator`` is None).
         attention_dropout: rate on the mask generator's attention probabilities in training
             (the original hard-codes 0.1); ``mask_generator.cross_attention.dropout`` holds it.
+        gate: ``"learned"`` (the original's masks) or ``"energy"`` (masks that follow the two
+            parts' time-frequency energy; see :mod:`jaxaudio.agents.masking.generator`).
     """
 
     def __init__(self, encoding_dim: int = 128, use_discriminator: bool = True, *,
-                 attention_dropout: float = 0.1, rngs: nnx.Rngs):
+                 attention_dropout: float = 0.1, gate: str = "learned", rngs: nnx.Rngs):
         self.encoding_dim = encoding_dim
         self.use_discriminator = use_discriminator
         self.mask_generator = AttentionMaskGenerator(
-            encoding_dim, attention_dropout=attention_dropout, rngs=rngs)
+            encoding_dim, attention_dropout=attention_dropout, gate=gate, rngs=rngs)
         self.discriminator = StyleDiscriminator(encoding_dim, rngs=rngs) if use_discriminator \
             else None
 

@@ -10,6 +10,16 @@
 Both directions use the *same* attention module. The regularisers (:func:`mask_regularisers`)
 combine as the original does: ``reg = 10 * complementarity + 0.5 * coverage +
 5 * temporal_diversity``, and the balance term is returned separately.
+
+``gate="energy"`` (jaxaudio's default in training; the original is ``gate="learned"``): the
+original's masks settle on a fixed split of the channels, constant in time (temporal variance
+about 1e-7: sigmoids saturate and the diversity term's gradient vanishes), so the agent ignores
+the music. With the energy gate, the input mask's logits gain ``gain * (log E_in - log
+E_target)``, the local (3-frame) energy contrast of the two parts in every channel and frame,
+and the target mask is the input's complement. Each time-frequency cell then goes mostly to
+the part that is loud there (an ideal-binary-mask split of the mixture), so the masks change
+where the music changes (drum hits), while the learned logits and the balance loss still set
+the overall split.
 """
 
 from __future__ import annotations
@@ -27,6 +37,9 @@ COMPLEMENTARITY_WEIGHT = 10.0
 COVERAGE_WEIGHT = 0.5
 TEMPORAL_DIVERSITY_WEIGHT = 5.0
 TEMPORAL_VARIANCE_FLOOR = 0.05
+GATES = ("learned", "energy")
+ENERGY_EPS = 1e-6
+GAIN_INIT = 2.0
 
 
 class MaskGeneratorOutput(NamedTuple):
@@ -84,6 +97,39 @@ def mask_regularisers(input_mask: jax.Array, target_mask: jax.Array
     return reg_loss, balance, jax.lax.stop_gradient(stats)
 
 
+def local_log_energy(x: jax.Array) -> jax.Array:
+    """``log`` of the 3-frame moving average of ``x**2``, ``[B, D, T]`` (edges repeated)."""
+    e = jnp.square(x.astype(jnp.float32))
+    padded = jnp.pad(e, ((0, 0), (0, 0), (1, 1)), mode="edge")
+    avg = (padded[..., :-2] + padded[..., 1:-1] + padded[..., 2:]) / 3.0
+    return jnp.log(avg + ENERGY_EPS)
+
+
+def energy_contrast(encoded_input: jax.Array, encoded_target: jax.Array) -> jax.Array:
+    """``log E_in - log E_target`` per channel and frame ``[B, D, T]``, without gradient (it
+    steers the masks; it is not something to learn through)."""
+    c = local_log_energy(encoded_input) - local_log_energy(encoded_target)
+    return jax.lax.stop_gradient(jnp.clip(c, -10.0, 10.0)).astype(encoded_input.dtype)
+
+
+def mask_music_statistics(input_mask: jax.Array, encoded_input: jax.Array
+                          ) -> dict[str, jax.Array]:
+    """How the input mask follows the music: ``input_mask_temporal_std`` (standard deviation
+    over time, averaged over batch and channels) and ``mask_onset_corr``, the correlation over
+    time of the mask's rises ``relu(d/dt mean_D mask)`` (the input taking over) with the
+    input's onset envelope ``relu(d/dt log mean_D x**2)`` (both ``[B, T-1]``, flattened)."""
+    m = input_mask.astype(jnp.float32)
+    std = jnp.mean(jnp.std(m, axis=2))
+    change = jax.nn.relu(jnp.diff(jnp.mean(m, axis=1), axis=-1))
+    level = jnp.log(jnp.mean(jnp.square(encoded_input.astype(jnp.float32)), axis=1) + ENERGY_EPS)
+    onset = jax.nn.relu(jnp.diff(level, axis=-1))
+    a = change - jnp.mean(change)
+    b = onset - jnp.mean(onset)
+    den = jnp.sqrt(jnp.sum(a * a) * jnp.sum(b * b))
+    corr = jnp.where(den > 0, jnp.sum(a * b) / jnp.where(den > 0, den, 1.0), 0.0)
+    return jax.lax.stop_gradient({"input_mask_temporal_std": std, "mask_onset_corr": corr})
+
+
 def gumbel_hard_mask(logits: jax.Array, key: jax.Array, tau: float = 1.0) -> jax.Array:
     """Binary mask from pre-sigmoid ``logits [B, D, T]`` by two-way Gumbel-softmax.
 
@@ -139,7 +185,13 @@ class AttentionMaskGenerator(nnx.Module):
     """
 
     def __init__(self, encoding_dim: int, hidden_dim: int = 256, num_heads: int = 4, *,
-                 attention_dropout: float = 0.1, rngs: nnx.Rngs):
+                 attention_dropout: float = 0.1, gate: str = "learned", rngs: nnx.Rngs):
+        if gate not in GATES:
+            raise ValueError(f"AttentionMaskGenerator: gate must be one of {GATES}, got {gate!r}")
+        self.gate = gate
+        # Not a torch name: only the energy gate has it (original checkpoints load as "learned").
+        self.energy_gain = nnx.Param(jnp.asarray(GAIN_INIT, jnp.float32)) if gate == "energy" \
+            else None
         self.encoding_dim = encoding_dim
         self.hidden_dim = hidden_dim
         self.input_analyzer = _analyzer(encoding_dim, hidden_dim, rngs)
@@ -188,7 +240,14 @@ class AttentionMaskGenerator(nnx.Module):
         input_attended = self._attend(input_features, target_features, train, rngs)
         # Stop before the head's Sigmoid (index 3): the hard path needs the logits.
         input_logits = run_layers(self.input_mask_generator, input_attended, stop=3)
-        if hard:
+        if self.gate == "energy":
+            contrast = energy_contrast(encoded_input, encoded_target)
+            input_logits = input_logits + self.energy_gain[...] * contrast
+            input_mask = self.input_mask_generator[3](input_logits)
+            if hard:
+                input_mask = gumbel_hard_mask(input_logits, rngs.noise())
+            target_mask = 1.0 - input_mask
+        elif hard:
             input_mask = gumbel_hard_mask(input_logits, rngs.noise())
             target_mask = 1.0 - input_mask
         else:
@@ -197,4 +256,5 @@ class AttentionMaskGenerator(nnx.Module):
             target_mask = run_layers(self.target_mask_generator, target_attended)
 
         reg_loss, balance_loss, stats = mask_regularisers(input_mask, target_mask)
+        stats = {**stats, **mask_music_statistics(input_mask, encoded_input)}
         return MaskGeneratorOutput(input_mask, target_mask, reg_loss, balance_loss, stats)
