@@ -191,6 +191,8 @@ class TrainConfig:
                                  "float32)", choices=PRECISIONS)
     mlflow_uri: str = opt("sqlite:///mlruns.db", "MLflow tracking URI")
     no_mlflow: bool = opt(False, "do not log to MLflow", switch=True)
+    quality_clips: int = opt(4, "validation clips measured at every validation with "
+                                "jaxaudio.evaluate's metrics, logged as quality_* (0 = off)")
     log_samples: int = opt(3, "validation clips logged to MLflow each epoch (WAV and plots)")
     max_nonfinite_steps: int = opt(5, "stop after this many consecutive steps with a "
                                       "non-finite loss or gradient")

@@ -101,8 +101,9 @@ def check_values(cfg) -> None:
     need(cfg.codec in CODECS, "codec", f"one of {', '.join(CODECS)}", cfg.codec)
     need(cfg.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}",
          cfg.precision)
-    need(_is_int(cfg.log_samples) and cfg.log_samples >= 0, "log_samples", "an integer >= 0",
-         cfg.log_samples)
+    for name in ("log_samples", "quality_clips"):
+        v = getattr(cfg, name)
+        need(_is_int(v) and v >= 0, name, "an integer >= 0", v)
     need(cfg.stop_after_steps is None or (_is_int(cfg.stop_after_steps)
                                           and cfg.stop_after_steps >= 1),
          "stop_after_steps", "a positive integer", cfg.stop_after_steps)

@@ -66,25 +66,27 @@ class LossTerm:
 
 
 LOSS_TERMS: dict[str, LossTerm] = {}
-# Terms computed outside this module and added by name (their weights live in the same mapping).
-EXTERNAL_TERMS: dict[str, str] = {
-    "mask_reg_loss": "the masking agent's mask regulariser (complementarity, coverage, diversity)",
-    "balance_loss": "the masking agent's 50/50 balance loss",
-    "novelty_loss": "the compositional agent's novelty + balance loss",
-    "gan_loss": "the latent GAN's generator loss",
-}
+# Terms computed outside this module and added by name (their weights live in the same
+# mapping): the GAN's here, every agent's in its registry entry (``AgentSpec.loss_names``).
+EXTERNAL_TERMS: dict[str, str] = {"gan_loss": "the latent GAN's generator loss"}
 
 
 def register_loss(name: str, fn: Callable[[LossInputs], jax.Array], doc: str, *,
                   validation: bool = True) -> LossTerm:
-    if name in LOSS_TERMS or name in EXTERNAL_TERMS:
+    if name in known_terms():
         raise ValueError(f"a loss term named {name!r} exists already")
     LOSS_TERMS[name] = LossTerm(name, fn, doc, validation)
     return LOSS_TERMS[name]
 
 
 def known_terms() -> tuple[str, ...]:
-    return tuple(LOSS_TERMS) + tuple(EXTERNAL_TERMS)
+    """Every name a loss weight may have: registered terms, the GAN's, the agents' losses."""
+    from jaxaudio.agents.registry import agents
+
+    names = list(LOSS_TERMS) + list(EXTERNAL_TERMS)
+    for spec in agents().values():
+        names += [n for n in spec.loss_names if n not in names]
+    return tuple(names)
 
 
 _RES = L._resolutions(L.DEFAULT_FFT_SIZES, L.DEFAULT_HOP_SIZES, L.DEFAULT_WIN_SIZES)

@@ -34,7 +34,7 @@ from jaxaudio.training.state import init_state, learning_rate, with_learning_rat
 from jaxaudio.training.step import BATCH_KEYS, Steps
 from jaxaudio.training.utils import (ReduceLROnPlateau, StopFlag, count_params,
                                      epoch_learning_rate, make_plateau)
-from jaxaudio.training.validator import log_samples, validate_epoch
+from jaxaudio.training.validator import log_samples, quality, sample_batch, validate_epoch
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +82,12 @@ class Run:
         self.run_id: str | None = None
         self.ckpt_dir = Path(cfg.checkpoint_dir)
         self.dataset = dataset_identity(cfg.dataset_folder)
+        from jaxaudio.evaluate import folder_is_continuation
+
+        # Drum/harmony pairs of one song have a known answer (the song); others are measured
+        # reference-free.
+        self.song_mode = ("none" if folder_is_continuation(Path(cfg.dataset_folder) / "val")
+                          else "sum")
         if resume is not None:
             self._restore(*resume)
         self.tracker = make_tracker(not cfg.no_mlflow, cfg.mlflow_uri,
@@ -229,18 +235,21 @@ class Run:
                            **{f"val_{k}": v for k, v in val.items()},
                            "learning_rate": float(learning_rate(self.state))}
                 self._end_epoch(metrics)
+                audio = (sample_batch(self.steps, self.state, self.data.val, self.codec_state,
+                                      self.val_to_global)
+                         if cfg.log_samples or cfg.quality_clips else None)
                 if self.main:
+                    if audio is not None and cfg.quality_clips:
+                        metrics.update(quality(
+                            audio, num=cfg.quality_clips, sample_rate=self.codec.sample_rate,
+                            frame_rate=self.codec.frame_rate, song_mode=self.song_mode))
                     self.tracker.log_metrics(metrics, step=self.epoch + 1)
                     history.parent.mkdir(parents=True, exist_ok=True)
                     write_metrics_line(history, self.epoch + 1, metrics)
                     print(self.summary(metrics), flush=True)
-                    log_samples(self.steps, self.state, self.data.val, self.codec_state,
-                                self.val_to_global, self.tracker, self.epoch, cfg.log_samples,
-                                self.codec.sample_rate)
-                elif cfg.log_samples:
-                    log_samples(self.steps, self.state, self.data.val, self.codec_state,
-                                self.val_to_global, self.tracker, self.epoch, cfg.log_samples,
-                                self.codec.sample_rate)
+                    if audio is not None:
+                        log_samples(audio, self.tracker, self.epoch, cfg.log_samples,
+                                    self.codec.sample_rate)
                 self.epoch += 1
                 self.start_batch = 0
                 done = {"epoch": self.epoch - 1, "batch": len(self.data.train),

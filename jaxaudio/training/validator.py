@@ -41,15 +41,10 @@ def validate_epoch(steps, state, loader, epoch: int, codec_state, to_global: Cal
     return {k: float(v) / max(count, 1.0) for k, v in host.items()}
 
 
-def log_samples(steps, state, loader, codec_state, to_global: Callable, tracker: Tracker,
-                epoch: int, num: int, sample_rate: int) -> list[Path]:
-    """Input, target and output WAVs plus waveform/spectrogram PNGs of the first ``num`` clips."""
-    if num <= 0:
-        return []
-    import soundfile as sf
-
-    from jaxaudio.plots import plot_spectrograms, plot_waveforms
-
+def sample_batch(steps, state, loader, codec_state, to_global: Callable
+                 ) -> dict[str, np.ndarray]:
+    """Eval-mode ``input``, ``target``, ``output`` audio ``[B, 1, N]`` of the first validation
+    batch, on the host (every process takes part; all of them get the whole batch)."""
     it = loader.epoch(0)
     with it:
         batch = next(iter(it))
@@ -58,10 +53,34 @@ def log_samples(steps, state, loader, codec_state, to_global: Callable, tracker:
         from jax.experimental import multihost_utils
 
         audio = multihost_utils.process_allgather(audio, tiled=True)
-    audio = {k: np.asarray(v, np.float32) for k, v in jax.device_get(audio).items()}
+    return {k: np.asarray(v, np.float32) for k, v in jax.device_get(audio).items()}
+
+
+def quality(audio: dict[str, np.ndarray], *, num: int, sample_rate: int, frame_rate: float,
+            song_mode: str) -> dict[str, float]:
+    """:func:`jaxaudio.evaluation.evaluate_batch` of the first ``num`` clips (medians), named
+    ``quality_*``: what ``python -m jaxaudio.evaluate`` measures, at every validation."""
+    from jaxaudio.evaluation import evaluate_batch
+
+    n = min(num, audio["output"].shape[0])
+    if n <= 0:
+        return {}
+    m = evaluate_batch(audio["output"][:n], audio["input"][:n], audio["target"][:n],
+                       sample_rate=sample_rate, frame_rate=frame_rate, song_mode=song_mode)
+    return {f"quality_{k}": float(v) for k, v in m.items() if k != "count"}
+
+
+def log_samples(audio: dict[str, np.ndarray], tracker: Tracker, epoch: int, num: int,
+                sample_rate: int) -> list[Path]:
+    """Input, target and output WAVs plus waveform/spectrogram PNGs of the first ``num`` clips
+    (process 0)."""
+    if num <= 0 or jax.process_index() != 0:
+        return []
+    import soundfile as sf
+
+    from jaxaudio.plots import plot_spectrograms, plot_waveforms
+
     written: list[Path] = []
-    if jax.process_index() != 0:
-        return written
     with tempfile.TemporaryDirectory(prefix="jaxaudio-samples-") as tmp:
         folder = Path(tmp) / f"epoch_{epoch + 1:04d}"
         folder.mkdir()
