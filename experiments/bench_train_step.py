@@ -1,26 +1,34 @@
-"""Time one full train step of the original's headline configuration.
+"""Time one full train step of the original's headline configuration, in two semantics.
 
 Headline configuration (the original's `run_train_creative_agent_fixed.sh`): EnCodec 24 kHz
 latents, cascade of 2 stages with 6 layers and 8 heads, masking creative agent, GAN weight
 0.1, correlation weight 0.5, input/target RMS weights 0.3, balance weight 15, anti-cheating
-0.1, batch 8 per device, 16 s clips (1200 latent frames). Batches come from the latent cache,
-so the step decodes the output (with its backward) but never encodes or decodes the inputs.
+0.1, batch 8 per device, 16 s clips (1200 latent frames).
 
-Prints one JSON line per configuration: median step time, samples per second, the step's
-device memory (XLA's buffer assignment, per device), the allocator's peak (clean only when
-the step was loaded from `--compilation_cache_dir` rather than compiled and autotuned here), the step's FLOPs (XLA cost analysis) and model FLOPs utilisation against the H200's
-dense bf16 peak (989 TFLOP/s) and, for float32, its TF32 tensor peak (494 TFLOP/s).
+`--semantics`:
+- `raw` (equal semantics, the original's step): raw clips enter the step, which encodes input
+  and target, decodes the input (the losses' reference), runs the model and decodes the output
+  (with its backward), as the original's `train_epoch` does every step;
+- `cached`: batches come from the latent cache, so the step only decodes the output.
 
-    python experiments/bench_train_step.py                       # 1 device, fp32
-    python experiments/bench_train_step.py --devices 4           # data parallel, batch 8 each
-    python experiments/bench_train_step.py --precision bf16
-    python experiments/bench_train_step.py --small               # CPU smoke test
+Prints (and appends to `--out`) one JSON line: median step time, samples per second, compile
+time, the step's device memory (XLA's buffer assignment), the allocator's peak (clean only when
+the step was loaded from `--compilation_cache_dir` rather than compiled and autotuned here),
+the step's FLOPs (XLA's cost analysis of the compiled step, plus cuDNN attention calls, which
+it does not count) and the FLOPs utilisation against the H200's dense bf16 peak (989 TFLOP/s)
+and its TF32 peak (494 TFLOP/s).
+
+    python experiments/bench_train_step.py --semantics raw           # 1 device, fp32
+    python experiments/bench_train_step.py --precision bf16 --compilation_cache_dir /tmp/jcc
+    python experiments/bench_train_step.py --small                   # CPU smoke test
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import statistics
 import sys
 import time
@@ -28,16 +36,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-from flax import nnx
+from jaxaudio.runtime import configure_gpu_flags  # noqa: E402  (before jax starts a backend)
 
-from jaxaudio.codecs import make_codec
-from jaxaudio.training.cli import parse_config
-from jaxaudio.training.setup import build_discriminator, build_mesh, build_model, replicate
-from jaxaudio.training.state import init_state
-from jaxaudio.training.step import Steps
+try:
+    import soundfile  # noqa: F401
+except ImportError:  # GPU images without it: the step reads no audio files, only imports them
+    import types
+    sys.modules["soundfile"] = types.ModuleType("soundfile")
 
 HEADLINE = ["--builtin", "--encoding_dim", "128", "--nhead", "8", "--num_layers", "6",
             "--num_transformer_layers", "3", "--dropout", "0.1", "--lr", "1e-4",
@@ -49,10 +54,31 @@ HEADLINE = ["--builtin", "--encoding_dim", "128", "--nhead", "8", "--num_layers"
             "--shuffle_targets", "true", "--mask_type", "none", "--no_mlflow"]
 PEAK_BF16 = 989e12
 PEAK_TF32 = 494e12
+_SHAPE = re.compile(r"\w+\[(\d+),(\d+),(\d+),(\d+)\]")
+
+
+def cudnn_attention_flops(hlo_text: str) -> tuple[float, int]:
+    """Model FLOPs of the cuDNN attention calls in a compiled module: forward 4*B*H*T*S*d (two
+    products), backward twice that; XLA's cost analysis counts custom calls as 0. Reads q and
+    k, the first two operands, in either layout (BTNH or BNTH; sequence longer than heads)."""
+    total, calls = 0.0, 0
+    for line in hlo_text.splitlines():
+        target = re.search(r'custom_call_target="__cudnn\$fmha(\w*)"', line)
+        if not target or "custom-call(" not in line:
+            continue
+        shapes = _SHAPE.findall(line.split("custom-call(", 1)[1])
+        if len(shapes) < 2:
+            continue
+        q, k = ([int(x) for x in sh] for sh in shapes[:2])
+        calls += 1
+        total += (4.0 * q[0] * q[1] * q[2] * q[3] * max(k[1], k[2])
+                  * (2 if "Backward" in target.group(1) else 1))
+    return total, calls
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--semantics", choices=("cached", "raw"), default="cached")
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--batch_per_device", type=int, default=8)
     p.add_argument("--clip_seconds", type=float, default=16.0)
@@ -62,15 +88,40 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--small", action="store_true", help="tiny sizes for a CPU check")
+    p.add_argument("--compile_only", action="store_true",
+                   help="compile (filling --compilation_cache_dir) and report only compile time")
+    p.add_argument("--default_xla_flags", action="store_true",
+                   help="leave XLA_FLAGS alone (else cuDNN stays out of command buffers, as "
+                        "jaxaudio.runtime.configure_gpu_flags sets it for training)")
     p.add_argument("--compilation_cache_dir", default=None,
                    help="JAX persistent compilation cache. Run twice with the same folder: the "
                         "second process loads the compiled step instead of compiling it, so no "
                         "autotuning scratch enters its allocator peak")
+    p.add_argument("--out", default=None, help="also append the JSON line to this file")
     a = p.parse_args()
+    if not a.default_xla_flags:
+        configure_gpu_flags()
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from jaxaudio.codecs import make_codec
+    from jaxaudio.codecs.encodec.lstm import scan_unroll
+    from jaxaudio.nn.attention import attention_impl
+    from jaxaudio.training.cli import parse_config
+    from jaxaudio.training.setup import build_discriminator, build_mesh, build_model, replicate
+    from jaxaudio.training.state import init_state
+    from jaxaudio.training.step import Steps
+
+    cache_entries = None
     if a.compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", a.compilation_cache_dir)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         jax.config.update("jax_persistent_cache_min_entry_size_bytes", -1)
+        folder = Path(a.compilation_cache_dir)
+        cache_entries = len(list(folder.iterdir())) if folder.is_dir() else 0
     if a.matmul_precision == "highest":
         jax.config.update("jax_default_matmul_precision", "highest")
 
@@ -99,14 +150,31 @@ def main() -> None:
     sh = steps.batch_sharding
     audio = lambda: jax.device_put((0.1 * rng.standard_normal((b, 1, n))).astype(np.float32), sh)
     latent = lambda: jax.device_put(rng.standard_normal((b, codec.dim, t)).astype(np.float32), sh)
-    batch = {"input_latent": latent(), "input_audio": audio(), "target_latent": latent(),
-             "target_audio": audio()}
+    if a.semantics == "raw":  # what the loader yields without a cache; the step encodes it
+        batch = {"input_raw": audio(), "target_audio": audio()}
+    else:
+        batch = {"input_latent": latent(), "input_audio": audio(), "target_latent": latent(),
+                 "target_audio": audio()}
     alpha = jnp.zeros((), jnp.float32)
     index = jnp.zeros((), jnp.int32)
 
     t_compile = time.perf_counter()
     compiled = steps.train_step.lower(state, batch, codec_state, alpha, index).compile()
     compile_s = time.perf_counter() - t_compile
+    compute_dtype = jnp.bfloat16 if a.precision == "bf16" else jnp.float32
+    record = {
+        "case": "train_step_headline" + ("_small" if a.small else ""),
+        "semantics": a.semantics, "device": devices[0].device_kind, "devices": len(devices),
+        "batch_per_device": a.batch_per_device, "global_batch": b, "clip_seconds": a.clip_seconds,
+        "frames": t, "precision": a.precision, "matmul_precision": a.matmul_precision,
+        "attention": attention_impl(compute_dtype), "lstm": "scan", "lstm_unroll": scan_unroll(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "compile_s": round(compile_s, 2), "compilation_cache": a.compilation_cache_dir,
+        "cache_entries_before": cache_entries, "jax": jax.__version__,
+    }
+    if a.compile_only:
+        emit(record, a.out)
+        return
     # The step's own device memory (per device), from XLA's buffer assignment: arguments,
     # outputs and temporaries. The allocator's peak also counts compile-time autotuning scratch.
     mem = compiled.memory_analysis()
@@ -117,12 +185,14 @@ def main() -> None:
         step_gib = step_bytes / 2**30
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")
+    attn_flops, attn_calls = cudnn_attention_flops(compiled.as_text())
+    flops = xla_flops + attn_flops
 
     times = []
     for i in range(a.warmup + a.steps):
         t0 = time.perf_counter()
-        state, metrics = steps.train_step(state, batch, codec_state, alpha, index)
+        state, metrics = compiled(state, batch, codec_state, alpha, index)
         jax.block_until_ready((state, metrics))
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
@@ -133,23 +203,29 @@ def main() -> None:
         peak = stats["peak_bytes_in_use"] / 2**30
     # cost_analysis counts one device's program (its share of the global batch).
     achieved = flops / med if np.isfinite(flops) else float("nan")
-    print(json.dumps({
-        "case": "train_step_headline" + ("_small" if a.small else ""),
-        "device": devices[0].device_kind, "devices": len(devices),
-        "batch_per_device": a.batch_per_device, "global_batch": b, "clip_seconds": a.clip_seconds,
-        "frames": t, "precision": a.precision, "matmul_precision": a.matmul_precision,
-        "lstm": "scan",
+    fin = lambda x, k=3: round(x, k) if np.isfinite(x) else None
+    record.update({
         "median_step_s": round(med, 5), "min_step_s": round(min(times), 5),
         "samples_per_second": round(b / med, 2),
         "step_memory_gib": None if step_gib is None else round(step_gib, 2),
         "allocator_peak_gib": None if peak is None else round(peak, 2),
-        "compile_s": round(compile_s, 2), "compilation_cache": a.compilation_cache_dir,
-        "step_tflop_per_device": round(flops / 1e12, 3) if np.isfinite(flops) else None,
-        "achieved_tflops_per_device": round(achieved / 1e12, 1) if np.isfinite(achieved) else None,
-        "mfu_vs_bf16_peak": round(achieved / PEAK_BF16, 4) if np.isfinite(achieved) else None,
-        "mfu_vs_tf32_peak": round(achieved / PEAK_TF32, 4) if np.isfinite(achieved) else None,
-        "loss": float(metrics["loss"]), "jax": jax.__version__,
-    }), flush=True)
+        "step_tflop_per_device": fin(flops / 1e12),
+        "xla_counted_tflop": fin(xla_flops / 1e12), "cudnn_attention_tflop": round(attn_flops / 1e12, 3),
+        "cudnn_attention_calls": attn_calls,
+        "achieved_tflops_per_device": fin(achieved / 1e12, 1),
+        "mfu_vs_bf16_peak": fin(achieved / PEAK_BF16, 4),
+        "mfu_vs_tf32_peak": fin(achieved / PEAK_TF32, 4),
+        "loss": float(metrics["loss"]),
+    })
+    emit(record, a.out)
+
+
+def emit(record: dict, out: str | None) -> None:
+    line = json.dumps(record)
+    print(line, flush=True)
+    if out:
+        with open(out, "a") as f:
+            f.write(line + "\n")
 
 
 if __name__ == "__main__":

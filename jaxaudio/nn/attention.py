@@ -15,13 +15,30 @@ two. The attention itself takes one of torch's two routes:
 - otherwise ``jax.nn.dot_product_attention`` (torch's ``scaled_dot_product_attention`` route,
   and a fused kernel where the backend has one).
 
+On a CUDA GPU with bf16/fp16 q, k, v (``--precision bf16``) both routes go through cuDNN's
+fused flash attention instead (:func:`attention_impl`), which never materialises the
+``[B, H, Tq, Tk]`` probabilities: in training its dropout acts on the probabilities inside the
+kernel (the original's semantics: rate ``dropout``, kept entries scaled by ``1/(1-p)``). Its
+masks come from cuDNN's Philox generator, not from ``rngs``: each call site has its own seed
+(numbered in trace order) and XLA advances the offset at every execution, so masks differ
+between layers and steps, forward and backward agree, but a resumed run draws other masks than
+an uninterrupted one (the float32 route replays them exactly). ``need_weights=True`` always
+takes the explicit route. ``JAXAUDIO_ATTENTION`` = ``auto`` (the default), ``xla`` (never
+cuDNN) or ``cudnn`` (require it; float32 inputs are then cast to bf16) picks the route when a
+step is traced. cuDNN's dropout state must stay out of XLA's command buffers: ``auto`` takes
+cuDNN only when ``XLA_FLAGS`` sets ``--xla_gpu_enable_command_buffer`` without ``CUDNN``
+(:func:`jaxaudio.runtime.configure_gpu_flags` does; a crash was seen without it).
+
 Shapes: ``B`` batch, ``Tq``/``Tk`` query/key frames, ``E`` embedding, ``H`` heads.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
+import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -55,6 +72,57 @@ def _attend_with_dropout(q: jax.Array, k: jax.Array, v: jax.Array, rate: float,
     otherwise hold gigabytes of probabilities and masks)."""
     probs = _dropout(attention_weights(q, k), rate, key)
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+
+
+ATTENTION_IMPLS = ("auto", "xla", "cudnn")
+ATTENTION_ENV = "JAXAUDIO_ATTENTION"
+_LOW_PRECISION = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
+# Static cuDNN dropout seeds, one per traced call site, so that layers draw different masks.
+_cudnn_seeds = itertools.count(1)
+
+
+def cudnn_attention_available() -> bool:
+    """True when JAX's default backend is a CUDA GPU (cuDNN's fused attention exists there)."""
+    if jax.default_backend() != "gpu":
+        return False
+    platform = str(getattr(jax.devices()[0].client, "platform_version", "")).lower()
+    return "rocm" not in platform
+
+
+def cudnn_command_buffers_off(xla_flags: str | None = None) -> bool:
+    """True when ``XLA_FLAGS`` keeps cuDNN calls out of XLA's command buffers."""
+    flags = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
+    m = re.findall(r"--xla_gpu_enable_command_buffer=(\S*)", flags)
+    return bool(m) and "CUDNN" not in m[-1].upper().split(",")
+
+
+def attention_impl(dtype, *, need_weights: bool = False) -> str:
+    """The route for q, k, v of ``dtype``: ``"cudnn"`` or ``"xla"`` (see the module doc)."""
+    impl = os.environ.get(ATTENTION_ENV, "auto").strip().lower() or "auto"
+    if impl not in ATTENTION_IMPLS:
+        raise ValueError(f"{ATTENTION_ENV} must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    if impl == "xla" or need_weights:
+        return "xla"
+    if impl == "cudnn":
+        if not cudnn_attention_available():
+            raise ValueError(f"{ATTENTION_ENV}=cudnn needs a CUDA GPU as JAX's default backend "
+                             f"(it is {jax.default_backend()!r}); use auto or xla")
+        return "cudnn"
+    low = jnp.dtype(dtype) in _LOW_PRECISION
+    return "cudnn" if low and cudnn_attention_available() and cudnn_command_buffers_off() else "xla"
+
+
+def _attend_cudnn(q: jax.Array, k: jax.Array, v: jax.Array, rate: float) -> jax.Array:
+    """cuDNN flash attention on ``[B, T, H, d]``; ``rate > 0`` drops probabilities in-kernel."""
+    from jax._src.cudnn.fused_attention_stablehlo import dot_product_attention
+
+    dtype = q.dtype
+    if dtype not in _LOW_PRECISION:  # only reached through JAXAUDIO_ATTENTION=cudnn
+        q, k, v = (a.astype(jnp.bfloat16) for a in (q, k, v))
+    kw = {"seed": next(_cudnn_seeds), "dropout_rate": float(rate)} if rate > 0 else {}
+    out = dot_product_attention(q, k, v, scale=1.0 / math.sqrt(q.shape[-1]),
+                                qkv_layout="BTNH", **kw)
+    return out.astype(dtype)
 
 
 class MultiheadAttention(nnx.Module):
@@ -122,7 +190,13 @@ class MultiheadAttention(nnx.Module):
             query, key, value = (swapped[id(a)] for a in (query, key, value))  # keeps `is`
         q, k, v = self._in_projection(query, key, value)
         weights = None
-        if use_dropout and not need_weights:
+        if attention_impl(q.dtype, need_weights=need_weights) == "cudnn":
+            # The key is still drawn so that every later dropout sees the same stream either way.
+            rate = self.dropout if use_dropout else 0.0
+            if use_dropout:
+                rngs.dropout()
+            out = _attend_cudnn(q, k, v, rate)
+        elif use_dropout and not need_weights:
             out = _attend_with_dropout(q, k, v, self.dropout, rngs.dropout())
         elif use_dropout or need_weights:
             probs = attention_weights(q, k)

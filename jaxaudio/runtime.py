@@ -1,0 +1,81 @@
+"""Process-wide JAX settings of a training run: the persistent compilation cache and GPU flags.
+
+Call :func:`setup_runtime` once at the start of a run, before the first step is traced or any
+device is touched:
+
+- :func:`configure_gpu_flags` keeps cuDNN calls out of XLA's command buffers (``XLA_FLAGS``),
+  which cuDNN's fused attention with dropout needs (a crash was seen without it); XLA reads the
+  flags when the GPU backend starts, so this only works before that;
+- :func:`enable_compilation_cache` turns JAX's persistent compilation cache on under the run's
+  directory, so a restarted or resumed run loads the compiled train step instead of compiling
+  and autotuning it again (about 60-80 s cold on an H200; experiments/README.md).
+
+``JAXAUDIO_COMPILATION_CACHE`` = ``0``/``off``/``false`` turns the cache off; any other value
+names the cache folder to use instead of ``<run_dir>/jax_cache`` (e.g. one shared by runs).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+
+CACHE_ENV = "JAXAUDIO_COMPILATION_CACHE"
+CACHE_SUBDIR = "jax_cache"
+_OFF = ("0", "off", "false", "no", "none")
+# Every command type of XLA's default set except cuDNN (and dynamic-slice fusions), as measured.
+GPU_COMMAND_BUFFER_FLAG = "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL"
+
+
+def _backends_started() -> bool:
+    from jax._src import xla_bridge
+
+    started = getattr(xla_bridge, "backends_are_initialized", None)
+    return bool(started()) if started is not None else bool(getattr(xla_bridge, "_backends", {}))
+
+
+def configure_gpu_flags() -> bool:
+    """Add :data:`GPU_COMMAND_BUFFER_FLAG` to ``XLA_FLAGS`` unless the user set that flag.
+
+    Returns True when ``XLA_FLAGS`` now keeps cuDNN out of command buffers. Harmless on CPU
+    (the flag is GPU-only). Too late once a backend has started: then nothing changes.
+    """
+    from jaxaudio.nn.attention import cudnn_command_buffers_off
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "--xla_gpu_enable_command_buffer" not in flags and not _backends_started():
+        os.environ["XLA_FLAGS"] = (flags + " " + GPU_COMMAND_BUFFER_FLAG).strip()
+    return cudnn_command_buffers_off()
+
+
+def enable_compilation_cache(run_dir: str | os.PathLike | None) -> Path | None:
+    """Turn on JAX's persistent compilation cache; returns its folder, or None when off.
+
+    The folder is ``$JAXAUDIO_COMPILATION_CACHE`` when that names one, else
+    ``<run_dir>/jax_cache``; None when the variable says off or there is no ``run_dir``.
+    Programs that compile in under a second are not stored (JAX's default threshold).
+    """
+    env = os.environ.get(CACHE_ENV, "").strip()
+    if env.lower() in _OFF:
+        return None
+    if env:
+        folder = Path(env)
+    elif run_dir is not None:
+        folder = Path(run_dir) / CACHE_SUBDIR
+    else:
+        return None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"compilation cache: cannot create {folder} ({e}); set {CACHE_ENV}=off "
+                         "or to a writable folder") from e
+    jax.config.update("jax_compilation_cache_dir", str(folder))
+    return folder
+
+
+def setup_runtime(run_dir: str | os.PathLike | None) -> dict:
+    """Both of the above; returns what was set, for the run's log."""
+    cache = enable_compilation_cache(run_dir)
+    return {"compilation_cache": None if cache is None else str(cache),
+            "cudnn_out_of_command_buffers": configure_gpu_flags()}

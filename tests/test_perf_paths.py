@@ -1,0 +1,95 @@
+"""The performance switches on the CPU, where they fall back: attention route selection, the
+LSTM scan's unroll, and the run's compilation cache / GPU flags helper."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxaudio import runtime
+from jaxaudio.codecs.encodec.lstm import UNROLL_ENV, lstm_scan, scan_unroll
+from jaxaudio.nn import MultiheadAttention
+from jaxaudio.nn.attention import ATTENTION_ENV, attention_impl, cudnn_command_buffers_off
+
+
+def test_attention_falls_back_to_the_float32_route_on_cpu(monkeypatch):
+    monkeypatch.delenv(ATTENTION_ENV, raising=False)
+    assert attention_impl(jnp.bfloat16) == "xla"
+    assert attention_impl(jnp.float32) == "xla"
+    # The bf16 module output on the CPU is the explicit route's, whatever the variable says.
+    mha = MultiheadAttention(16, 2, dropout=0.0, batch_first=True, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(1), (2, 5, 16))
+    ref, _ = mha(x, x, x)
+    monkeypatch.setenv(ATTENTION_ENV, "xla")
+    chex.assert_trees_all_close(mha(x, x, x)[0], ref, atol=0, rtol=0)
+
+
+def test_attention_env_is_checked(monkeypatch):
+    monkeypatch.setenv(ATTENTION_ENV, "flash")
+    with pytest.raises(ValueError, match=ATTENTION_ENV):
+        attention_impl(jnp.bfloat16)
+    monkeypatch.setenv(ATTENTION_ENV, "cudnn")
+    with pytest.raises(ValueError, match="CUDA GPU"):
+        attention_impl(jnp.bfloat16)
+    # need_weights always takes the explicit route (the weights must be materialised).
+    assert attention_impl(jnp.bfloat16, need_weights=True) == "xla"
+
+
+def test_cudnn_command_buffer_flag_parsing():
+    assert cudnn_command_buffers_off(runtime.GPU_COMMAND_BUFFER_FLAG)
+    assert cudnn_command_buffers_off("--xla_gpu_enable_command_buffer=")
+    assert not cudnn_command_buffers_off("")
+    assert not cudnn_command_buffers_off("--xla_gpu_enable_command_buffer=FUSION,CUDNN")
+    # the last occurrence wins, as in XLA's flag parsing
+    assert not cudnn_command_buffers_off(runtime.GPU_COMMAND_BUFFER_FLAG
+                                         + " --xla_gpu_enable_command_buffer=CUDNN")
+
+
+def test_lstm_unroll_matches_the_rolled_scan(monkeypatch):
+    monkeypatch.delenv(UNROLL_ENV, raising=False)
+    assert scan_unroll() == 1  # CPU
+    rng = np.random.default_rng(0)
+    h = 8
+    layers = [tuple(jnp.asarray(0.3 * rng.standard_normal(s), jnp.float32)
+                    for s in ((4 * h, h), (4 * h, h), (4 * h,), (4 * h,))) for _ in range(2)]
+    x = jnp.asarray(rng.standard_normal((21, 3, h)), jnp.float32)  # 22 steps: 8 does not divide
+    rolled = lstm_scan(x, layers, "highest", 1)
+    for unroll in (8, 64):
+        chex.assert_trees_all_close(lstm_scan(x, layers, "highest", unroll), rolled, atol=1e-6)
+    g = jax.grad(lambda x, u: jnp.sum(lstm_scan(x, layers, "highest", u) ** 2))
+    chex.assert_trees_all_close(g(x, 8), g(x, 1), atol=1e-5)
+    monkeypatch.setenv(UNROLL_ENV, "4")
+    assert scan_unroll() == 4
+    monkeypatch.setenv(UNROLL_ENV, "0")
+    with pytest.raises(ValueError, match=UNROLL_ENV):
+        scan_unroll()
+
+
+@pytest.fixture
+def restore_cache_dir():
+    before = jax.config.jax_compilation_cache_dir
+    yield
+    jax.config.update("jax_compilation_cache_dir", before)
+
+
+def test_compilation_cache_under_run_dir_and_off_switch(tmp_path, monkeypatch, restore_cache_dir):
+    monkeypatch.delenv(runtime.CACHE_ENV, raising=False)
+    folder = runtime.enable_compilation_cache(tmp_path / "run")
+    assert folder == tmp_path / "run" / runtime.CACHE_SUBDIR and folder.is_dir()
+    assert jax.config.jax_compilation_cache_dir == str(folder)
+    shared = tmp_path / "shared"
+    monkeypatch.setenv(runtime.CACHE_ENV, str(shared))
+    assert runtime.enable_compilation_cache(tmp_path / "run") == shared
+    monkeypatch.setenv(runtime.CACHE_ENV, "off")
+    jax.config.update("jax_compilation_cache_dir", None)
+    assert runtime.enable_compilation_cache(tmp_path / "run") is None
+    assert jax.config.jax_compilation_cache_dir is None
+
+
+def test_gpu_flags_are_not_touched_once_a_backend_runs(monkeypatch):
+    jax.devices()  # the CPU backend has started in this process
+    monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/nonexistent")
+    assert runtime.configure_gpu_flags() is False
+    assert "command_buffer" not in runtime.os.environ["XLA_FLAGS"]
