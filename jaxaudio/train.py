@@ -26,13 +26,16 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
-    import jax
+    from jaxaudio.runtime import setup_runtime
 
-    if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        # Re-runs of the same configuration skip XLA compilation (a persistent cache).
-        cache = os.path.join(os.path.expanduser("~"), ".cache", "jaxaudio", "xla")
-        jax.config.update("jax_compilation_cache_dir", cache)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    # Before anything starts a backend: the persistent compilation cache (under the run's
+    # checkpoint folder) and the GPU's XLA flags.
+    try:
+        info = setup_runtime(cfg.checkpoint_dir)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    logging.getLogger("jaxaudio.train").info("runtime: %s", info)
 
     from jaxaudio.training.utils import initialize_distributed
 
