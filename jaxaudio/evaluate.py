@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
     from jaxaudio.codecs.encodec import EncodecWeightsError
-    from jaxaudio.convert import StateDictError
+    from jaxaudio.torch_port import StateDictError
     from jaxaudio.data.audio_io import BadFileError
     from jaxaudio.inference.loading import GenerateError
     from jaxaudio.torch_io import TorchFileError

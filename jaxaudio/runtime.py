@@ -65,11 +65,8 @@ def enable_compilation_cache(run_dir: str | os.PathLike | None) -> Path | None:
         folder = Path(run_dir) / CACHE_SUBDIR
     else:
         return None
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ValueError(f"compilation cache: cannot create {folder} ({e}); set {CACHE_ENV}=off "
-                         "or to a writable folder") from e
+    # Not created here: JAX makes it at the first compile, after every flag has been
+    # checked, so a run refused for a bad value leaves nothing behind.
     jax.config.update("jax_compilation_cache_dir", str(folder))
     return folder
 

@@ -37,7 +37,7 @@ MAX_SEED = 2**32 - 1  # NumPy's and JAX's seeds are uint32 words
 
 
 # Saved configurations without these keys predate them and meant the original's behaviour.
-LEGACY_DEFAULTS = {"mask_gate": "learned", "gan_variant": "original", "plateau_threshold": 1e-4,
+LEGACY_DEFAULTS = {"mask_gate": "learned", "cascade_update": "additive", "gan_variant": "original", "plateau_threshold": 1e-4,
                    "plateau_cooldown": 0, "min_lr": 0.0}
 SPECTRAL_PENALTY_WEIGHT = 0.01  # the original's fixed weight of the spectral outlier penalty
 GAN_VARIANTS = ("stable", "original")
@@ -161,6 +161,9 @@ class TrainConfig:
     # jaxaudio additions: training core
     creative_agent: str | None = opt(None, "a registered creative agent by name (masking, "
                                            "compositional, ...); overrides the two agent flags")
+    cascade_update: str = opt("gain", "how each stage changes its residual: gain (a bounded "
+                                      "gain per latent cell; no frame-rate buzz) or additive "
+                                      "(the original's)", choices=("gain", "additive"))
     mask_gate: str = opt("energy", "masking agent: energy (masks follow the two parts' "
                                    "time-frequency energy) or learned (the original's)",
                          choices=("energy", "learned"))

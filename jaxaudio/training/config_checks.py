@@ -49,6 +49,8 @@ def _check_core(cfg) -> None:
          cfg.lr_schedule)
     need(cfg.mask_gate in ("energy", "learned"), "mask_gate", "energy or learned",
          cfg.mask_gate)
+    need(cfg.cascade_update in ("gain", "additive"), "cascade_update", "gain or additive",
+         cfg.cascade_update)
     need(_is_number(cfg.gan_r1) and cfg.gan_r1 >= 0, "gan_r1", "a number >= 0", cfg.gan_r1)
     for name in ("warmup_epochs", "plateau_patience", "plateau_cooldown"):
         v = getattr(cfg, name)

@@ -24,9 +24,9 @@ from jaxaudio.training.config import TrainConfig
 # compared by identity, see the module docstring).
 SHAPE_KEYS = ("encoding_dim", "nhead", "num_layers", "num_transformer_layers",
               "use_creative_agent", "use_compositional_agent", "codec", "seed", "batch_size",
-              "clip_seconds", "shuffle_targets", "creative_agent", "mask_gate")
+              "clip_seconds", "shuffle_targets", "creative_agent", "mask_gate", "cascade_update")
 # What a checkpoint written before a key existed meant by it.
-OLD_DEFAULTS = {"mask_gate": "learned", "creative_agent": None}
+OLD_DEFAULTS = {"mask_gate": "learned", "creative_agent": None, "cascade_update": "additive"}
 
 
 def dataset_identity(folder: str | Path) -> dict[str, Any]:
