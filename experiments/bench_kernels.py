@@ -37,7 +37,6 @@ def main() -> None:
 
     import jax
     import jax.numpy as jnp
-    import numpy as np
 
     from jaxaudio.codecs.encodec.lstm import lstm_scan
     from jaxaudio.nn import attention as att

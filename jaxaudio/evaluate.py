@@ -218,18 +218,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
-    from jaxaudio.codecs.encodec import EncodecWeightsError
-    from jaxaudio.torch_port import StateDictError
-    from jaxaudio.data.audio_io import BadFileError
-    from jaxaudio.inference.loading import GenerateError
-    from jaxaudio.torch_io import TorchFileError
-    from jaxaudio.training.checkpoint import CheckpointError
-    from jaxaudio.training.config import ConfigError
+    from jaxaudio.inference.loading import user_errors
 
     try:
         run(args)
-    except (GenerateError, CheckpointError, BadFileError, EncodecWeightsError, StateDictError,
-            TorchFileError, ConfigError) as e:
+    except user_errors() as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     return 0

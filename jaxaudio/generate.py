@@ -109,14 +109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("absl", "jax._src", "orbax", "matplotlib", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
-    from jaxaudio.codecs.encodec import EncodecWeightsError
-    from jaxaudio.data.audio_io import BadFileError
-    from jaxaudio.inference.loading import GenerateError
+    from jaxaudio.inference.loading import GenerateError, user_errors
     from jaxaudio.inference.modes import Options, run_batch, run_single
-    from jaxaudio.torch_io import TorchFileError
-    from jaxaudio.torch_port import StateDictError
-    from jaxaudio.training.checkpoint import CheckpointError
-    from jaxaudio.training.config import ConfigError
 
     try:
         mode = _mode(args)
@@ -131,8 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             run_batch(opts, args.val_folder, args.num_samples, args.output_folder,
                       args.shuffle_targets, args.seed, args.skip_bad_files)
-    except (GenerateError, CheckpointError, BadFileError, EncodecWeightsError, StateDictError,
-            TorchFileError, ConfigError) as e:
+    except user_errors() as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     return 0

@@ -22,7 +22,6 @@ from jaxaudio.torch_port import (
     StateDictError,
     checkpoint_from_dict,
     config_from_checkpoint,
-    from_torch_state_dict,
     load_original_checkpoint,
     load_torch_state_dict,
     read_original_checkpoint,

@@ -301,3 +301,24 @@ def test_attention_fused_and_explicit_paths_agree():
     np.testing.assert_allclose(swapped, fused, rtol=1e-5, atol=1e-6)
     chex.assert_shape(weights, (2, 5, 7))
     np.testing.assert_allclose(np.sum(np.asarray(weights), -1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("update", ["gain", "additive"])
+def test_cascade_update_gain_cannot_create_content(update):
+    """The buzz's cause pinned down at the model: with ``cascade_update="gain"`` a latent cell
+    that is silent in both parts stays silent (a gain cannot create content, so nothing smooth
+    in time can be added for the codec to turn into a frame-rate comb); the original's additive
+    update fills it."""
+    model = SimpleTransformer(encoding_dim=16, nhead=2, num_layers=1, dropout=0.0,
+                              num_transformer_layers=2, cascade_update=update,
+                              rngs=nnx.Rngs(params=0))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 16, 24)).astype(np.float32)
+    y = rng.standard_normal((2, 16, 24)).astype(np.float32)
+    x[:, 3], y[:, 3] = 0.0, 0.0  # channel 3 silent in both parts
+    out = np.asarray(model(jnp.asarray(x), jnp.asarray(y)).output)
+    if update == "gain":
+        np.testing.assert_array_equal(out[:, 3], 0.0)
+        assert np.all(np.isfinite(out)) and np.std(out) > 0.1
+    else:
+        assert np.sqrt(np.mean(out[:, 3] ** 2)) > 1e-2

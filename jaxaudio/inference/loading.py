@@ -45,6 +45,20 @@ class LoadedModel:
     warnings: list[str] = field(default_factory=list)
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """The errors a bad flag, file or checkpoint raises in the command-line tools: each is
+    printed as one line and exits 2 (`generate`, `evaluate`)."""
+    from jaxaudio.codecs.encodec import EncodecWeightsError
+    from jaxaudio.data.audio_io import BadFileError
+    from jaxaudio.torch_io import TorchFileError
+    from jaxaudio.torch_port import StateDictError
+    from jaxaudio.training.checkpoint import CheckpointError
+    from jaxaudio.training.config import ConfigError
+
+    return (GenerateError, CheckpointError, BadFileError, EncodecWeightsError, StateDictError,
+            TorchFileError, ConfigError)
+
+
 def locate_checkpoint(path: str | Path) -> tuple[str, Path]:
     """``("jaxaudio", folder)`` or ``("torch", file)`` for a ``--checkpoint`` value."""
     p = Path(path)

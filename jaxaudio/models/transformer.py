@@ -59,7 +59,7 @@ class TransformerOutput(NamedTuple):
     mask_reg_loss: jax.Array | None
     balance_loss: jax.Array | None
     stats: dict[str, jax.Array]
-    losses: dict[str, jax.Array] = {}
+    losses: dict[str, jax.Array] | None = None
 
 
 def rms_rescale(y: jax.Array, goal_rms: jax.Array) -> jax.Array:
@@ -112,8 +112,9 @@ class SimpleTransformer(nnx.Module):
     ``composer_layers`` and ``novelty_weight`` configure the compositional agent (the original
     hard-codes 64, 8, 4 and 0.1); ``mask_gate`` the masking agent (``"learned"``, the
     original's, or ``"energy"``); ``cascade_update`` how a stage's transformer changes its
-    residual (``"additive"``, the original's, or ``"gain"``; see :meth:`_update`). As in the original, the agents exist only in the cascade and the
-    compositional agent wins when both flags are set. ``agent`` names any agent of
+    residual (``"additive"``, the original's, or ``"gain"``; see :meth:`_update`). As in the
+    original, the agents exist only in the cascade and the compositional agent wins when both
+    flags are set. ``agent`` names any agent of
     :mod:`jaxaudio.agents.registry` instead of the two flags.
     """
 

@@ -52,8 +52,12 @@ def real_examples(variant: str, codec, in_latent, tgt_latent, in_audio, tgt_audi
     """What the discriminator is shown as real ``[B, D, T]``."""
     if variant == "original":
         return roll_targets(tgt_latent)
-    mix = (in_audio + jnp.roll(tgt_audio, 1, axis=0)) * jnp.sqrt(0.5)
-    return jax.lax.stop_gradient(codec.encode(mix).astype(in_latent.dtype))
+    n = min(in_audio.shape[-1], tgt_audio.shape[-1])
+    mix = (in_audio[..., :n] + jnp.roll(tgt_audio[..., :n], 1, axis=0)) * jnp.sqrt(0.5)
+    real = codec.encode(mix).astype(in_latent.dtype)
+    t = min(real.shape[-1], in_latent.shape[-1])  # the generator's frame count
+    real = jnp.pad(real[..., :t], ((0, 0), (0, 0), (0, in_latent.shape[-1] - t)))
+    return jax.lax.stop_gradient(real)
 
 
 def d_input(variant: str, x: jax.Array) -> jax.Array:

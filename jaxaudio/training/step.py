@@ -96,7 +96,7 @@ class Steps:
         out = model(x, y, train=train, rngs=rngs)
         _, _, new_buffers = nnx.split(model, nnx.Param, ...)
         new_buffers = jax.tree.map(lambda new, old: new.astype(old.dtype), new_buffers, buffers)
-        losses = {k: jnp.asarray(v, jnp.float32) for k, v in out.losses.items()}
+        losses = {k: jnp.asarray(v, jnp.float32) for k, v in (out.losses or {}).items()}
         stats = {k: jnp.asarray(v, jnp.float32) for k, v in out.stats.items()}
         return (out.output.astype(jnp.float32), losses), (stats, new_buffers)
 
