@@ -11,8 +11,6 @@ the codec's rate (as the original writes them). Existing files are never replace
 from __future__ import annotations
 
 import functools
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,17 +66,11 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """16-bit PCM, written beside ``path`` and renamed, so a crash leaves no half file."""
     import soundfile as sf
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A fresh name rather than mkstemp, whose file is private (0600): the WAV gets the mode
-    # any new file gets (0666 less the umask), like the plots beside it.
-    tmp = str(path.with_name(f".{path.name}.{uuid.uuid4().hex}.wav"))
-    try:
-        sf.write(tmp, np.clip(np.asarray(audio, np.float32), -1.0, 1.0), sample_rate,
+    from jaxaudio.data.durable import atomic_path
+
+    with atomic_path(path) as tmp:
+        sf.write(str(tmp), np.clip(np.asarray(audio, np.float32), -1.0, 1.0), sample_rate,
                  subtype="PCM_16")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def write_sample(files: SampleFiles, gen: Generation, output: np.ndarray, sample_rate: int,
