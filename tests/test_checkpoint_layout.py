@@ -50,6 +50,17 @@ def test_earlier_layout_is_found_and_its_optimizer_state_mapped(tmp_path):
     chex.assert_trees_all_equal(restored.buffers, state.buffers)
     chex.assert_trees_all_equal(restored.opt_state.inner_state, state.opt_state.inner_state)
     assert int(nonfinite_run(restored)) == 2 and not bool(restored.opt_state.last_finite)
+    # Training on in that folder: the earlier best is kept aside, the new layout takes its name.
+    run = RunCheckpoints(tmp_path / "run")
+    try:
+        run.save("best", 2, restored, {"step": 6, "epoch": 2}, {"val_loss": 0.1})
+    finally:
+        run.close()
+    assert [p.relative_to(tmp_path / "run").as_posix()
+            for p in checkpoints_in(tmp_path / "run")] == ["best_model/epoch_2",
+                                                           "legacy_best_model"]
+    assert locate_checkpoint(tmp_path / "run") == ("jaxaudio", folder)
+    assert resolve_checkpoint(folder) == folder / "epoch_2"
 
 
 def test_run_checkpoints_keep_the_best_and_restore_exactly(tmp_path):

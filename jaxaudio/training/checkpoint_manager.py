@@ -98,11 +98,24 @@ class RunCheckpoints:
         if kind not in self._managers:
             sub, prefix, extra = KINDS[kind]
             folder = self.root / sub if sub else self.root
+            if sub:
+                self._move_legacy(folder)
             options = ocp.CheckpointManagerOptions(
                 step_prefix=prefix, enable_async_checkpointing=False,
                 save_root_metadata=False, **extra)
             self._managers[kind] = ocp.CheckpointManager(folder.absolute(), options=options)
         return self._managers[kind]
+
+    def _move_legacy(self, folder: Path) -> None:
+        """An earlier-layout checkpoint where this kind's folder goes (a run resumed from
+        the earlier layout) is kept as ``legacy_NAME/`` (still found by ``--resume DIR``)."""
+        if jax.process_index() == 0 and (folder / legacy.COMPLETE).exists():
+            aside, n = folder.with_name(f"legacy_{folder.name}"), 1
+            while aside.exists():
+                aside, n = folder.with_name(f"legacy_{folder.name}_{n}"), n + 1
+            log.info("keeping the earlier-layout checkpoint %s as %s", folder, aside)
+            os.replace(folder, aside)
+        _sync(f"jaxaudio-ckpt-legacy-{folder.name}")
 
     def path(self, kind: str, step: int) -> Path:
         sub, prefix, _ = KINDS[kind]
