@@ -37,6 +37,11 @@ def hidden(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.name.startswith("."))
 
 
+def unfinished(folder: Path) -> list[str]:
+    """orbax's temporary step folders (a save not finished), in the run's folder and below."""
+    return sorted(p.name for p in folder.rglob("*.orbax-checkpoint-tmp*"))
+
+
 def killed_run(args: list, fault: str, cwd: Path) -> str:
     """Run ``python -m jaxaudio.train args`` until ``fault`` kills it; its output."""
     env = dict(os.environ, JAXAUDIO_FAULT=fault, PYTHONUNBUFFERED="1",
@@ -74,14 +79,14 @@ def test_kill_during_save_then_resume_is_exact(dataset, reference, tmp_path, mon
     common = ["--cache_dir", reference / "cache", "--checkpoint_dir", ck, "--epochs", 2, *TINY]
     # Saves in epoch 1: best_model, then checkpoint_epoch_1, killed half-written.
     killed_run(["--dataset_folder", dataset, *common], "checkpoint-save@2", tmp_path)
-    assert [n for n in hidden(ck) if ".tmp-" in n], hidden(ck)
+    assert [n for n in unfinished(ck) if n.startswith("checkpoint_epoch_1.")], unfinished(ck)
     # The next run resumes best_model (epoch 1) with another spelling of the dataset's path.
     monkeypatch.chdir(dataset.parent)
     with caplog.at_level("INFO"):
         assert main(["--dataset_folder", f"./{dataset.name}/", *map(str, common),
                      "--resume", str(ck / "best_model")]) == 0
     assert "left by a checkpoint save that did not finish" in caplog.text
-    assert hidden(ck) == []
+    assert hidden(ck) == [] and unfinished(ck) == []
     assert rows(ck) == rows(reference / "ck")
     import jax
     import orbax.checkpoint as ocp
@@ -138,11 +143,13 @@ def test_kill_during_builtin_dataset_build(tmp_path, caplog):
 @pytest.mark.parametrize("damage", ["truncated", "garbled"])
 def test_damaged_checkpoint_is_named_in_train_and_generate(dataset, reference, tmp_path,
                                                           damage, capsys):
+    from jaxaudio.training.checkpoint import resolve_checkpoint
+
     ck = tmp_path / "best_model"
     shutil.copytree(reference / "ck" / "best_model", ck)
-    table = json.loads((ck / "checksums.json").read_text())
+    table = json.loads((resolve_checkpoint(ck) / "checksums.json").read_text())
     rel = max(table, key=lambda r: table[r]["size"])  # the largest array file
-    f = ck / rel
+    f = resolve_checkpoint(ck) / rel
     data = f.read_bytes()
     f.write_bytes(data[: len(data) // 2] if damage == "truncated"
                   else data[:100] + bytes(b ^ 0xFF for b in data[100:164]) + data[164:])
@@ -182,7 +189,8 @@ def test_resume_knows_the_dataset_by_identity_not_spelling(dataset, reference, t
 
 
 def test_save_cut_between_its_renames_is_put_back(tmp_path, caplog):
-    from jaxaudio.training.checkpoint import COMPLETE, remove_stale_temps
+    from jaxaudio.training.checkpoint import COMPLETE
+    from jaxaudio.training.checkpoint_manager import remove_stale_temps
 
     (tmp_path / ".best_model.old-ab12").mkdir()
     (tmp_path / ".best_model.old-ab12" / COMPLETE).write_text("ok\n")

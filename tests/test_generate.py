@@ -34,7 +34,7 @@ TINY = ["--builtin", "--encoding_dim", "32", "--nhead", "2", "--num_layers", "1"
 def save_tiny_checkpoint(directory: Path, flags: list[str]) -> Path:
     """A jaxaudio checkpoint of freshly initialised weights, as the trainer writes it."""
     from jaxaudio.training import setup
-    from jaxaudio.training.checkpoint import save_checkpoint
+    from jaxaudio.training.checkpoint_manager import RunCheckpoints
     from jaxaudio.training.cli import parse_config
     from jaxaudio.training.state import init_state
 
@@ -43,7 +43,11 @@ def save_tiny_checkpoint(directory: Path, flags: list[str]) -> Path:
     meta = {"config": cfg.to_dict(), "epoch": 0, "position": {}, "step": 0,
             "best_val_loss": None, "patience_counter": 0, "scheduler": {},
             "gan_curriculum_counter": 0, "partial_metrics": None, "mlflow_run_id": None}
-    return save_checkpoint(directory, "best_model", state, meta)
+    checkpoints = RunCheckpoints(directory)
+    try:
+        return checkpoints.save("best", 0, state, meta, {"val_loss": 0.0})
+    finally:
+        checkpoints.close()
 
 
 def tone(seconds: float, sr: int, freq: float, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -347,9 +351,12 @@ def test_checkpoint_of_another_configuration_and_missing_codec_weights(ckpt, wav
 
     other = tmp_path / "other"
     shutil.copytree(ckpt / "best_model", other)
-    meta = json.loads((other / "meta.json").read_text())
+    from jaxaudio.training.checkpoint import meta_file, resolve_checkpoint
+
+    meta_path = meta_file(resolve_checkpoint(other))
+    meta = json.loads(meta_path.read_text())
     meta["config"]["num_layers"] = 2
-    (other / "meta.json").write_text(json.dumps(meta))
+    meta_path.write_text(json.dumps(meta))
     args = ["--input_audio", wavs.input, "--target_audio", wavs.target, "--output",
             tmp_path / "o.wav"]
     assert run("--checkpoint", other, *args) == 2

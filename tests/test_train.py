@@ -18,7 +18,7 @@ import pytest
 
 from jaxaudio.data.synth import make_synthetic_dataset
 from jaxaudio.train import main
-from jaxaudio.training.checkpoint import read_meta, resolve_checkpoint
+from jaxaudio.training.checkpoint import checkpoints_in, read_meta, resolve_checkpoint
 
 PROJECT = Path(__file__).resolve().parents[1]
 
@@ -73,8 +73,9 @@ def test_end_to_end_mdct_with_mlflow(dataset, tmp_path):
                   "train_grad_norm", "train_samples_per_second"):
             assert np.isfinite(r[k]), k
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
-    assert (ckpt / "best_model" / "COMPLETE").exists()
-    assert (ckpt / "checkpoint_epoch_3" / "COMPLETE").exists()
+    best = 1 + int(np.argmin([r["val_loss"] for r in rows]))  # one kept: the lowest val_loss
+    assert [p.name for p in checkpoints_in(ckpt / "best_model")] == [f"epoch_{best}"]
+    assert resolve_checkpoint(ckpt / "checkpoint_epoch_3") == ckpt / "checkpoint_epoch_3"
     meta = read_meta(ckpt / "best_model")
     assert meta["config"]["encoding_dim"] == 32
 
@@ -207,7 +208,7 @@ def test_sigterm_leaves_a_usable_checkpoint(dataset, tmp_path):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=tmp_path)
     deadline = time.time() + 300
-    while time.time() < deadline and not (ckpt / "best_model" / "COMPLETE").exists():
+    while time.time() < deadline and not checkpoints_in(ckpt / "best_model"):
         time.sleep(0.5)
         assert proc.poll() is None, proc.stdout.read()
     proc.send_signal(signal.SIGTERM)
@@ -257,5 +258,5 @@ def test_two_processes_train_together_and_stop_together(dataset, tmp_path):
     assert "4 cpu device(s) in 2 process(es)" in outs[0]
     (row,) = history(tmp_path / "ck")
     assert np.isfinite(row["train_loss"]) and np.isfinite(row["val_loss"])
-    assert (tmp_path / "ck" / "best_model" / "COMPLETE").exists()
+    assert checkpoints_in(tmp_path / "ck" / "best_model")
     assert read_meta(tmp_path / "ck" / "interrupted_checkpoint")["position"]["batch"] == 4

@@ -2,10 +2,11 @@
 
 ``--checkpoint`` may name:
 
-- a jaxaudio checkpoint folder (``meta.json`` + ``state/``, e.g. ``.../best_model``): the model is
+- a jaxaudio checkpoint (``.../checkpoint_epoch_N``, ``.../best_model/epoch_N``), or a folder
+  of one kind (``.../best_model``, ``.../interrupted_checkpoint``: its newest): the model is
   rebuilt from the configuration saved in it, so no model flags are needed;
 - a training run's ``--checkpoint_dir`` (the folder that holds ``best_model/``): its
-  ``best_model`` is used;
+  best model is used;
 - a file: the original trainer's PyTorch ``best_model.pt``, converted on loading (no torch
   needed). The original always used EnCodec 24 kHz, so it needs ``--codec_weights`` (or
   ``--codec mdct``, which runs but was not what the model learnt on).
@@ -22,9 +23,11 @@ from typing import Any
 
 from flax import nnx
 
-from jaxaudio.training.checkpoint import COMPLETE, META, CheckpointError, read_meta
+from jaxaudio.training.checkpoint import (CheckpointError, checkpoints_in, is_checkpoint,
+                                          meta_file, read_meta,
+                                          resolve_checkpoint)
+from jaxaudio.training.checkpoint_manager import BEST
 
-BEST = "best_model"
 ENCODEC_HINT = ("the published encodec_24khz-d7cc33bc.th, a Hugging Face model.safetensors or a "
                 "file made by `python -m jaxaudio.codecs.convert`")
 
@@ -65,15 +68,18 @@ def locate_checkpoint(path: str | Path) -> tuple[str, Path]:
     if p.is_file():
         return "torch", p
     if p.is_dir():
-        if (p / META).exists() or (p / COMPLETE).exists() or (p / "state").is_dir():
+        if is_checkpoint(p) or (p / "state").is_dir():
             return "jaxaudio", p
         if (p / BEST).exists() or any(p.glob(f".{BEST}.old-*")):
             return "jaxaudio", p / BEST
-        others = sorted(q.name for q in p.iterdir() if (q / META).exists())
+        inside = [q for q in checkpoints_in(p) if q.parent == p]
+        if inside and all(q.name.startswith(("epoch_", "step_")) for q in inside):
+            return "jaxaudio", p  # one kind's folder (interrupted_checkpoint/): its newest
+        others = sorted(q.relative_to(p).as_posix() for q in checkpoints_in(p))
         hint = f" (it holds {', '.join(others)}: pass one of them)" if others else ""
         raise GenerateError(
             f"--checkpoint {p}: not a checkpoint{hint}; expected a jaxaudio checkpoint folder "
-            f"(with {META} and state/), a training --checkpoint_dir holding {BEST}/, or the "
+            f"(with state/), a training --checkpoint_dir holding {BEST}/, or the "
             f"original's best_model.pt")
     if any(p.parent.glob(f".{p.name}.old-*")):  # a swap interrupted by a crash
         return "jaxaudio", p
@@ -95,11 +101,12 @@ def _load_jaxaudio(folder: Path, codec: str | None, codec_weights: str | None) -
     from jaxaudio.training.config import ConfigError, TrainConfig
     from jaxaudio.training.setup import load_trained_model
 
+    folder = resolve_checkpoint(folder)
     meta = read_meta(folder)
     try:
         cfg = TrainConfig.from_dict(meta["config"])
     except (KeyError, TypeError, ConfigError) as e:
-        raise CheckpointError(f"{folder / META}: unusable 'config' ({e})") from e
+        raise CheckpointError(f"{meta_file(folder)}: unusable 'config' ({e})") from e
     name = codec or cfg.codec
     warnings = []
     if name != cfg.codec:
@@ -107,7 +114,7 @@ def _load_jaxaudio(folder: Path, codec: str | None, codec_weights: str | None) -
                         f"latents (--codec {name}) will not sound like its training")
     if codec_weights is None and name == "encodec" and cfg.codec == "encodec":
         the_codec = build_codec(name, cfg.codec_weights, cfg.encoding_dim,
-                                weights_origin=f"the checkpoint's codec weights ({folder / META})")
+                                weights_origin=f"the checkpoint's codec weights ({meta_file(folder)})")
     else:
         the_codec = build_codec(name, codec_weights, cfg.encoding_dim)
     model, cfg, meta = load_trained_model(folder)

@@ -1,125 +1,73 @@
-"""Checkpoints that a crash can never damage.
+"""Reading training checkpoints: find, verify, read the metadata, restore.
 
-A checkpoint is a folder: ``state/`` (the train state pytree, written by orbax) and
-``meta.json`` (configuration, epoch, best loss, scheduler, data position, curriculum counter).
-It is written under a temporary name, completed with a ``COMPLETE`` marker, and only then
-swapped in: the previous checkpoint of the same name is renamed aside first and removed last,
-so at every instant one complete checkpoint exists (``load`` falls back to the renamed-aside one
-if a crash hit between the two renames). Every process calls :func:`save_checkpoint` (orbax
-writes sharded arrays from all of them); only process 0 writes ``meta.json`` and renames.
+Written by :mod:`jaxaudio.training.checkpoint_manager` (orbax ``CheckpointManager``): a
+checkpoint is an orbax step folder holding ``state/`` (the train state pytree), ``meta/``
+(configuration, epoch, best loss, scheduler, data position, curriculum counter) and our
+``checksums.json``::
+
+    ckpt_dir/checkpoint_epoch_N/        every --save_every epochs (step = epoch)
+    ckpt_dir/best_model/epoch_N/        the best validation loss so far (one kept)
+    ckpt_dir/interrupted_checkpoint/step_S/   after SIGINT/SIGTERM (one kept; S = optimizer step)
 
 ``checksums.json`` holds the size and CRC-32 of every file orbax wrote; they are checked
 before a restore (:func:`verify_checkpoint`), so a truncated or garbled file is reported as a
-damaged checkpoint naming the file, not as a configuration mismatch. A save killed midway
-leaves ``.NAME.tmp-*`` (marked with its writer in ``OWNER``); the next run's
-:func:`remove_stale_temps` deletes it, and puts back a ``.NAME.old-*`` whose swap was cut
-between its two renames.
+damaged checkpoint naming the file, not as a configuration mismatch.
 
-::
-
-    ckpt_dir/.best_model.tmp-ab12/   <- written, fsynced, COMPLETE
-    ckpt_dir/best_model/             -> ckpt_dir/.best_model.old-ab12/   (rename 1)
-    ckpt_dir/.best_model.tmp-ab12/   -> ckpt_dir/best_model/             (rename 2)
-    ckpt_dir/.best_model.old-ab12/   removed
+Checkpoints of the earlier layout (a folder with ``state/``, ``meta.json`` and ``COMPLETE``,
+see :mod:`jaxaudio.training.checkpoint_legacy`) are still found and restored.
 """
 
 from __future__ import annotations
 
 import json
-import logging
-import os
-import shutil
-import uuid
+import re
 import zlib
 from pathlib import Path
 from typing import Any
 
 import jax
 
-from jaxaudio.data.durable import fault_point, is_stale, remove_tree, write_owner
+from jaxaudio.training import checkpoint_legacy as legacy
+from jaxaudio.training.checkpoint_legacy import COMPLETE, META  # noqa: F401 (re-exported)
 
-log = logging.getLogger(__name__)
-
-COMPLETE = "COMPLETE"
-META = "meta.json"
+ORBAX_META = "_CHECKPOINT_METADATA"
 CHECKSUMS = "checksums.json"
 FORMAT = "jaxaudio-train-checkpoint/1"
+TMP_MARK = ".orbax-checkpoint-tmp"
+STEP_NAME = re.compile(r"^(?P<prefix>[A-Za-z_]+)_(?P<step>\d+)$")
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, incomplete or of another configuration."""
 
 
-def _checkpointer():
-    import orbax.checkpoint as ocp
-
-    return ocp.StandardCheckpointer()
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+def is_managed(path: Path) -> bool:
+    """A finished orbax step folder (orbax renames it from its temporary name when done)."""
+    return (STEP_NAME.match(path.name) is not None and TMP_MARK not in path.name
+            and (path / ORBAX_META).is_file() and (path / "state").is_dir())
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def is_checkpoint(path: Path) -> bool:
+    return path.is_dir() and (is_managed(path) or (path / COMPLETE).exists())
 
 
-def _sync(tag: str) -> None:
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+def checkpoints_in(folder: Path) -> list[Path]:
+    """The finished checkpoints in ``folder`` and in its sub-folders (one level)."""
+    if not folder.is_dir():
+        return []
+    found = []
+    for d in sorted(folder.iterdir()):
+        if d.name.startswith(".") or not d.is_dir():
+            continue
+        if is_checkpoint(d):
+            found.append(d)
+        else:
+            found += [g for g in sorted(d.iterdir()) if is_checkpoint(g)]
+    return found
 
-        multihost_utils.sync_global_devices(tag)
 
-
-def save_checkpoint(directory: str | Path, name: str, state: Any, meta: dict[str, Any]) -> Path:
-    """Write ``directory/name`` atomically (see the module docstring). Returns its path."""
-    directory = Path(directory)
-    final = directory / name
-    token = uuid.uuid4().hex[:8] if jax.process_count() == 1 else f"{meta.get('step', 0)}"
-    tmp = directory / f".{name}.tmp-{token}"
-    old = directory / f".{name}.old-{token}"
-    if jax.process_index() == 0:
-        directory.mkdir(parents=True, exist_ok=True)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        write_owner(tmp)
-    _sync(f"jaxaudio-ckpt-prepare-{name}")
-    ckptr = _checkpointer()
-    ckptr.save(tmp.absolute() / "state", state)
-    ckptr.wait_until_finished()
-    _sync(f"jaxaudio-ckpt-written-{name}")
-    if jax.process_index() == 0:
-        fault_point("checkpoint-save")
-        _write_json(tmp / CHECKSUMS, _checksums(tmp / "state"))
-        _write_json(tmp / META, {"format": FORMAT, **meta})
-        (tmp / "OWNER").unlink(missing_ok=True)
-        (tmp / COMPLETE).write_text("ok\n")
-        _fsync_dir(tmp)
-        if final.exists():
-            os.replace(final, old)
-        fault_point("checkpoint-swap")
-        os.replace(tmp, final)
-        _fsync_dir(directory)
-        if old.exists():
-            (old / COMPLETE).unlink(missing_ok=True)  # never a fallback once half-deleted
-            shutil.rmtree(old, ignore_errors=True)
-    _sync(f"jaxaudio-ckpt-done-{name}")
-    return final
+def meta_file(path: Path) -> Path:
+    return path / META if (path / COMPLETE).exists() else path / "meta" / "metadata"
 
 
 def _crc32(path: Path) -> str:
@@ -130,7 +78,7 @@ def _crc32(path: Path) -> str:
     return f"crc32:{crc:08x}"
 
 
-def _checksums(state_dir: Path) -> dict[str, dict[str, Any]]:
+def checksums(state_dir: Path) -> dict[str, dict[str, Any]]:
     return {str(p.relative_to(state_dir.parent)): {"size": p.stat().st_size, "crc": _crc32(p)}
             for p in sorted(state_dir.rglob("*")) if p.is_file()}
 
@@ -161,61 +109,32 @@ def verify_checkpoint(path: str | Path) -> None:
                               f"checkpoint of the run (checkpoint_epoch_N/, best_model/)")
 
 
-def remove_stale_temps(directory: str | Path) -> None:
-    """Clean up after saves that were killed: delete ``.NAME.tmp-*`` folders whose writer is
-    gone; put a complete ``.NAME.old-*`` back as ``NAME`` when the swap was cut before
-    ``NAME`` reappeared, and delete it when ``NAME`` is complete. Process 0 only."""
-    directory = Path(directory)
-    if jax.process_index() != 0 or not directory.is_dir():
-        return
-    for d in sorted(directory.iterdir()):
-        if not d.is_dir() or not d.name.startswith("."):
-            continue
-        base, sep, _ = d.name[1:].rpartition(".tmp-")
-        if sep and is_stale(d):
-            log.info("removing %s, left by a checkpoint save that did not finish", d)
-            remove_tree(d)
-            continue
-        base, sep, _ = d.name[1:].rpartition(".old-")
-        if not sep:
-            continue
-        final = directory / base
-        if (final / COMPLETE).exists():
-            log.info("removing %s, the previous %s kept by a save that did not finish", d, base)
-            remove_tree(d)
-        elif not final.exists() and (d / COMPLETE).exists():
-            log.info("restoring %s from %s, renamed aside by a save that did not finish",
-                     final, d)
-            os.replace(d, final)
-
-
 def resolve_checkpoint(path: str | Path) -> Path:
-    """The complete checkpoint at ``path``; the one renamed aside by an interrupted swap; or,
-    for a checkpoint directory (``--checkpoint_dir``), its newest complete checkpoint."""
+    """The checkpoint ``path`` names: itself; the one renamed aside by an interrupted swap of
+    the earlier layout; or, for a folder holding checkpoints (``best_model/``,
+    ``interrupted_checkpoint/``, a ``--checkpoint_dir``), its newest finished one."""
     path = Path(path)
-    if (path / COMPLETE).exists():
+    if is_checkpoint(path):
         return path
-    aside = sorted(path.parent.glob(f".{path.name}.old-*"), key=lambda p: p.stat().st_mtime)
-    for cand in reversed(aside):
-        if (cand / COMPLETE).exists():
-            return cand
+    aside = legacy.renamed_aside(path)
+    if aside is not None:
+        return aside
     if path.is_dir():
-        inside = [d for d in path.iterdir()
-                  if d.is_dir() and not d.name.startswith(".") and (d / COMPLETE).exists()]
+        inside = checkpoints_in(path)
         if inside:
             return max(inside, key=lambda d: (_step_of(d), d.stat().st_mtime))
         if not (path / "state").exists():
             raise CheckpointError(f"{path}: neither a checkpoint (best_model/, "
                                   f"checkpoint_epoch_N/, interrupted_checkpoint/) nor a folder "
                                   f"holding one")
-        raise CheckpointError(f"{path}: incomplete checkpoint (no {COMPLETE} marker); it was "
-                              f"not finished and cannot be used")
+        raise CheckpointError(f"{path}: incomplete checkpoint; it was not finished and cannot "
+                              f"be used")
     raise CheckpointError(f"{path}: no such checkpoint")
 
 
 def _step_of(path: Path) -> int:
     try:
-        return int(json.loads((path / META).read_text()).get("step", -1))
+        return int(json.loads(meta_file(path).read_text()).get("step", -1))
     except (OSError, ValueError):
         return -1
 
@@ -223,9 +142,9 @@ def _step_of(path: Path) -> int:
 def read_meta(path: str | Path) -> dict[str, Any]:
     path = resolve_checkpoint(path)
     try:
-        meta = json.loads((path / META).read_text())
+        meta = json.loads(meta_file(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path / META}: unreadable checkpoint metadata ({e})") from e
+        raise CheckpointError(f"{meta_file(path)}: unreadable checkpoint metadata ({e})") from e
     if meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a jaxaudio training checkpoint "
                               f"(format {meta.get('format')!r}, expected {FORMAT!r})")
@@ -236,6 +155,18 @@ def _first_line(e: Exception, limit: int = 200) -> str:
     """The gist of an orbax/TensorStore error, without its multi-line spec dump."""
     text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _restore_managed(path: Path, abstract: Any) -> Any:
+    import orbax.checkpoint as ocp
+
+    m = STEP_NAME.match(path.name)
+    options = ocp.CheckpointManagerOptions(step_prefix=m["prefix"], read_only=True,
+                                           enable_async_checkpointing=False)
+    with ocp.CheckpointManager(path.parent.absolute(), options=options) as manager:
+        restored = manager.restore(int(m["step"]), args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract)))
+    return restored.state
 
 
 def load_checkpoint(path: str | Path, target: Any, *,
@@ -255,7 +186,10 @@ def load_checkpoint(path: str | Path, target: Any, *,
         verify_checkpoint(path)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     try:
-        state = _checkpointer().restore((path / "state").absolute(), abstract)
+        if is_managed(path):
+            state = _restore_managed(path, abstract)
+        else:
+            state = legacy.restore(path, abstract)
     except Exception as e:  # orbax raises several types for structure/shape mismatches
         if (path / CHECKSUMS).exists():  # the files are intact: the structure differs
             raise CheckpointError(

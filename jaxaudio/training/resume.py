@@ -64,8 +64,9 @@ def remove_leftovers(cfg: TrainConfig) -> None:
     import jax
 
     from jaxaudio.data.staging import remove_stale_stages
+    from jaxaudio.training.checkpoint_manager import remove_stale_temps
 
-    ckpt.remove_stale_temps(cfg.checkpoint_dir)
+    remove_stale_temps(cfg.checkpoint_dir)
     if cfg.makes_builtin_dataset and jax.process_index() == 0:
         remove_stale_stages(cfg.dataset_folder)
 

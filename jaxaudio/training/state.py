@@ -28,18 +28,29 @@ class TrainState:
     disc_params: Any  # None without the GAN
     disc_buffers: Any
     disc_opt_state: Any
-    nonfinite_run: jax.Array  # int32, consecutive skipped (non-finite) updates
+
+
+# apply_if_finite never gives up on its own: the trainer stops the run after
+# --max_nonfinite_steps consecutive skips (read from ``notfinite_count``).
+NEVER_GIVE_UP = 2**30
 
 
 def generator_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     """AdamW (torch defaults: betas 0.9/0.999, eps 1e-8, decay on every parameter) after a
-    global-norm clip; the learning rate is a hyperparameter the plateau scheduler sets."""
-    return optax.chain(
+    global-norm clip; the learning rate is a hyperparameter the plateau scheduler sets. A
+    non-finite gradient leaves the parameters and the optimizer state as they were
+    (``optax.apply_if_finite``, which also counts the consecutive skips)."""
+    return optax.apply_if_finite(optax.chain(
         optax.clip_by_global_norm(cfg.grad_clip),
         optax.inject_hyperparams(optax.adamw)(
             learning_rate=cfg.lr, b1=0.9, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay
         ),
-    )
+    ), max_consecutive_errors=NEVER_GIVE_UP)
+
+
+def nonfinite_run(state: "TrainState") -> jax.Array:
+    """Consecutive skipped (non-finite) generator updates up to this state."""
+    return state.opt_state.notfinite_count
 
 
 def discriminator_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
@@ -74,7 +85,6 @@ def init_state(cfg: TrainConfig, model: nnx.Module, disc: nnx.Module | None):
         disc_params=d_params,
         disc_buffers=d_buffers,
         disc_opt_state=d_opt_state,
-        nonfinite_run=jnp.zeros((), jnp.int32),
     )
     statics = dict(graphdef=graphdef, opt=opt, disc_graphdef=d_graphdef, disc_opt=d_opt)
     return state, statics

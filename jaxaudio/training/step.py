@@ -12,8 +12,8 @@ The train step reads top to bottom (:meth:`Steps._train_step`):
    codec's decoder, plus the agent's losses, weighted by the config's ``{name: weight}``; the
    GAN's generator loss with its (fixed or adaptive) weight; gradients pulled back through the
    one VJP.
-5. :meth:`_apply`: AdamW with a global-norm clip; a non-finite loss or gradient keeps the old
-   state and counts the skip.
+5. :meth:`_apply`: AdamW with a global-norm clip inside ``optax.apply_if_finite``: a
+   non-finite loss or gradient keeps the old state, and optax counts the skip.
 
 Randomness: ``fold_in(key(seed), step)``. Metrics: one flat dict of scalars, each loss term
 under its name.
@@ -37,7 +37,7 @@ from jaxaudio.training import gan
 from jaxaudio.training.config import TrainConfig
 from jaxaudio.training.objective import (LossInputs, compute_terms, validation_terms,
                                          weighted_total)
-from jaxaudio.training.state import TrainState
+from jaxaudio.training.state import TrainState, nonfinite_run
 
 BATCH_KEYS = ("input_latent", "input_audio", "target_latent", "target_audio")
 
@@ -181,18 +181,20 @@ class Steps:
         return g_loss, g_grad, weight
 
     def _apply(self, state, grads, new_buffers, loss, d_params, d_opt_state):
-        """Optimizer update; a non-finite loss or gradient keeps the old state."""
+        """Optimizer update. ``optax.apply_if_finite`` skips a non-finite gradient (keeping
+        the parameters and optimizer state, counting the skips); a non-finite loss or norm
+        is made a non-finite gradient so that it is skipped too. Buffers follow the skip."""
         grad_norm = optax.tree.norm(grads)
-        ok = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-        updates, new_opt_state = self.opt.update(grads, state.opt_state, state.params)
-        keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+        bad = ~(jnp.isfinite(loss) & jnp.isfinite(grad_norm))
+        grads = jax.tree.map(lambda g: jnp.where(bad, jnp.nan, g), grads)
+        updates, opt_state = self.opt.update(grads, state.opt_state, state.params)
+        ok = opt_state.last_finite
         return TrainState(
             step=state.step + 1,
-            params=keep(optax.apply_updates(state.params, updates), state.params),
-            buffers=keep(new_buffers, state.buffers),
-            opt_state=keep(new_opt_state, state.opt_state),
+            params=optax.apply_updates(state.params, updates),  # zero updates when skipped
+            buffers=jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_buffers, state.buffers),
+            opt_state=opt_state,
             disc_params=d_params, disc_buffers=state.disc_buffers, disc_opt_state=d_opt_state,
-            nonfinite_run=jnp.where(ok, 0, state.nonfinite_run + 1).astype(jnp.int32),
         ), ok, grad_norm
 
     # --- the steps ----------------------------------------------------------------------
@@ -234,7 +236,7 @@ class Steps:
         metrics.update(loss=loss, grad_norm=grad_norm,
                        output_input_corr=_corrcoef(out_audio, in_audio[..., :n]),
                        output_target_corr=_corrcoef(out_audio, fed_tgt_audio[..., :n]))
-        return new_state, self._finish_metrics(metrics, ok, new_state.nonfinite_run)
+        return new_state, self._finish_metrics(metrics, ok, nonfinite_run(new_state))
 
     @staticmethod
     def _finish_metrics(metrics, ok, nonfinite_run):

@@ -23,6 +23,7 @@ from flax import nnx
 from tqdm import tqdm
 
 from jaxaudio.training import checkpoint as ckpt
+from jaxaudio.training.checkpoint_manager import RunCheckpoints
 from jaxaudio.training.config import TrainConfig
 from jaxaudio.training.resume import (SHAPE_KEYS, check_resume, dataset_identity,  # noqa: F401
                                       remove_leftovers)
@@ -81,6 +82,7 @@ class Run:
         self.partial: dict[str, Any] | None = None
         self.run_id: str | None = None
         self.ckpt_dir = Path(cfg.checkpoint_dir)
+        self.checkpoints = RunCheckpoints(self.ckpt_dir)
         self.dataset = dataset_identity(cfg.dataset_folder)
         from jaxaudio.evaluate import folder_is_continuation
 
@@ -112,8 +114,13 @@ class Run:
                 "dataset": self.dataset,
                 "jax_version": jax.__version__}
 
-    def save(self, name: str, position: dict, partial: dict | None = None) -> Path:
-        return ckpt.save_checkpoint(self.ckpt_dir, name, self.state, self._meta(position, partial))
+    def save(self, kind: str, position: dict, partial: dict | None = None,
+             metrics: dict[str, float] | None = None) -> Path:
+        """A checkpoint of ``kind`` (``periodic``, ``best``: step = completed epochs;
+        ``interrupted``: step = optimizer step), see :mod:`.checkpoint_manager`."""
+        meta = self._meta(position, partial)
+        step = meta["step"] if kind == "interrupted" else self.epoch
+        return self.checkpoints.save(kind, step, self.state, meta, metrics)
 
     def _restore(self, path: Path, meta: dict[str, Any]) -> None:
         """Continue from ``path`` (its configuration was checked by :func:`check_resume`)."""
@@ -182,7 +189,7 @@ class Run:
                 if len(it) and (jax.process_count() == 1 or self.steps_this_process % 10 == 0):
                     if stop.agreed():
                         self._check(pending, bar)
-                        self.save("interrupted_checkpoint", it.state(), acc.state())
+                        self.save("interrupted", it.state(), acc.state())
                         return None
             if pending is not None:
                 self._check(pending, bar)
@@ -258,19 +265,19 @@ class Run:
                 if improved:
                     self.best_val_loss = metrics["val_loss"]
                     self.patience_counter = 0
-                    self.save("best_model", done)
+                    self.save("best", done, metrics={"val_loss": self.best_val_loss})
                     self.tracker.log_metrics({"best_val_loss": self.best_val_loss}, self.epoch)
                 else:
                     self.patience_counter += 1
                 if self.epoch % cfg.save_every == 0:
-                    self.save(f"checkpoint_epoch_{self.epoch}", done)
+                    self.save("periodic", done)
                 if self.patience_counter >= cfg.patience:
                     if self.main:
                         print(f"Early stopping: no better validation loss for "
                               f"{self.patience_counter} epochs", flush=True)
                     break
                 if self.epoch < cfg.epochs and stop.agreed():  # a stop during this epoch's end
-                    self.save("interrupted_checkpoint", done)
+                    self.save("interrupted", done)
                     return self._interrupted(stop)
         except NonFiniteError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
@@ -278,6 +285,7 @@ class Run:
             return 3
         finally:
             stop.restore()
+            self.checkpoints.close()
         self.tracker.log_metrics({"final_best_val_loss": self.best_val_loss}, self.epoch)
         self.tracker.finish()
         if self.main:
