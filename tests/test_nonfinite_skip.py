@@ -7,7 +7,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import chex
-import jax
 import jax.numpy as jnp
 import pytest
 

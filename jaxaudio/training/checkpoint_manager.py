@@ -31,7 +31,7 @@ from typing import Any
 
 import jax
 
-from jaxaudio.data.durable import fault_point, remove_tree
+from jaxaudio.data.durable import atomic_write_text, fault_point, remove_tree
 from jaxaudio.training import checkpoint_legacy as legacy
 from jaxaudio.training.checkpoint import CHECKSUMS, FORMAT, TMP_MARK, checksums
 
@@ -77,12 +77,7 @@ def _sync(tag: str) -> None:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True))
 
 
 class RunCheckpoints:

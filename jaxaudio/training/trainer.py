@@ -23,10 +23,10 @@ from flax import nnx
 from tqdm import tqdm
 
 from jaxaudio.training import checkpoint as ckpt
+from jaxaudio.data.durable import atomic_write_text
 from jaxaudio.training.checkpoint_manager import RunCheckpoints
 from jaxaudio.training.config import TrainConfig
-from jaxaudio.training.resume import (SHAPE_KEYS, check_resume, dataset_identity,  # noqa: F401
-                                      remove_leftovers)
+from jaxaudio.training.resume import check_resume, dataset_identity, remove_leftovers
 from jaxaudio.training.metrics import MetricAccumulator, make_tracker, write_metrics_line
 from jaxaudio.training.setup import (build_codec, build_data, build_discriminator, build_mesh,
                                      build_model, ensure_builtin_dataset, make_to_global,
@@ -149,9 +149,7 @@ class Run:
         rows = history.read_text().splitlines()
         keep = [r for r in rows if r.strip() and json.loads(r).get("epoch", 0) <= self.epoch]
         if len(keep) != len(rows):
-            tmp = history.with_name(history.name + ".tmp")
-            tmp.write_text("".join(r + "\n" for r in keep))
-            tmp.replace(history)
+            atomic_write_text(history, "".join(r + "\n" for r in keep))
 
     # --- the loop --------------------------------------------------------------------------
 
