@@ -57,6 +57,10 @@ class AgentSpec:
     loss_names: tuple[str, ...]
     validation_losses: tuple[str, ...]
     priority: int = 0
+    # Reading the original's torch checkpoints: a state-dict key prefix that only this agent's
+    # weights have, and the model options its weights' shapes determine.
+    torch_marker: str = ""
+    torch_options: Callable[[dict], dict] | None = None
 
 
 AGENTS: dict[str, AgentSpec] = {}
@@ -69,6 +73,25 @@ def register_agent(spec: AgentSpec) -> AgentSpec:
     return spec
 
 
+def _compositional_torch_options(state_dict: dict) -> dict:
+    """The composer's depth and the component width, from the original's weights."""
+    import re
+
+    layers = {int(m.group(1)) for k in state_dict
+              if (m := re.match(r"creative_agent\.composer\.composer\.layers\.(\d+)\.", k))}
+    return {"composer_layers": max(layers) + 1 if layers else 0,
+            "component_dim": int(state_dict["creative_agent.input_extractor.rhythm_norm.weight"]
+                                 .shape[0])}
+
+
+def agent_of_state_dict(state_dict: dict) -> str | None:
+    """The registered agent whose weights a torch state dict holds (by key prefix), or None."""
+    for spec in agents().values():
+        if spec.torch_marker and any(k.startswith(spec.torch_marker) for k in state_dict):
+            return spec.name
+    return None
+
+
 def _builtin() -> None:
     # Imported lazily: the agents' modules import jaxaudio.nn, which must not import this.
     from jaxaudio.agents.compositional.agent import CompositionalCreativeAgent
@@ -79,7 +102,8 @@ def _builtin() -> None:
             "masking", lambda encoding_dim, *, rngs, mask_gate="learned", **_: CreativeAgent(
                 encoding_dim, use_discriminator=True, gate=mask_gate, rngs=rngs),
             flag="use_creative_agent", loss_names=("mask_reg_loss", "balance_loss"),
-            validation_losses=("mask_reg_loss",), priority=1))
+            validation_losses=("mask_reg_loss",), priority=1,
+            torch_marker="creative_agent.mask_generator."))
     if "compositional" not in AGENTS:
         register_agent(AgentSpec(
             "compositional", lambda encoding_dim, *, rngs, component_dim=64, composer_heads=8,
@@ -88,7 +112,8 @@ def _builtin() -> None:
                 composer_heads=composer_heads, composer_layers=composer_layers,
                 novelty_weight=novelty_weight, rngs=rngs),
             flag="use_compositional_agent", loss_names=("novelty_loss",),
-            validation_losses=("novelty_loss",), priority=2))
+            validation_losses=("novelty_loss",), priority=2,
+            torch_marker="creative_agent.composer.", torch_options=_compositional_torch_options))
 
 
 def agents() -> dict[str, AgentSpec]:

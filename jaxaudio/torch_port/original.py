@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from flax import nnx
 
+from jaxaudio.agents.registry import agent_kind, agent_of_state_dict, agents, get_agent
 from jaxaudio.torch_port.names import StateDictError, from_torch_state_dict, strip_prefix
 from jaxaudio.torch_io import load_torch_file
 
@@ -39,15 +40,6 @@ def _count(pattern: str, keys) -> int:
     return max(found) + 1 if found else 0
 
 
-def _agent_of_args(args: dict[str, Any], cascade: bool) -> str | None:
-    """The agent the original builds from these flags (compositional wins; cascade only)."""
-    if not cascade:
-        return None
-    if args.get("use_compositional_agent"):
-        return "compositional"
-    return "masking" if args.get("use_creative_agent") else None
-
-
 def config_from_checkpoint(state_dict: dict[str, np.ndarray], args: Any, *, source: str = "checkpoint") -> dict[str, Any]:
     """``SimpleTransformer`` keyword arguments from the saved ``args`` and the weights' shapes.
 
@@ -63,11 +55,7 @@ def config_from_checkpoint(state_dict: dict[str, np.ndarray], args: Any, *, sour
     proj_key = prefix + "output_proj.weight_orig"
     if proj_key not in state_dict:
         raise StateDictError(f"{source}: no {proj_key!r}; not a SimpleTransformer state dict")
-    agent = None
-    if any(k.startswith("creative_agent.composer.") for k in keys):
-        agent = "compositional"
-    elif any(k.startswith("creative_agent.mask_generator.") for k in keys):
-        agent = "masking"
+    agent = agent_of_state_dict(state_dict)
     inferred = {
         "encoding_dim": int(state_dict[proj_key].shape[0]),
         "num_layers": _count(re.escape(prefix) + r"transformer\.layers\.(\d+)\.", keys),
@@ -78,18 +66,19 @@ def config_from_checkpoint(state_dict: dict[str, np.ndarray], args: Any, *, sour
             f"args['num_transformer_layers'] = {args['num_transformer_layers']!r} but the weights are "
             f"{'a cascade' if cascade else 'a single stage'}"
         )
-    if {"use_creative_agent", "use_compositional_agent"} & set(args) and _agent_of_args(args, cascade) != agent:
-        conflicts.append(f"args ask for agent {_agent_of_args(args, cascade)!r} but the weights hold {agent!r}")
+    flags = {s.flag for s in agents().values()}
+    if flags & set(args) and agent_kind(args, cascade) != agent:
+        conflicts.append(f"args ask for agent {agent_kind(args, cascade)!r} but the weights hold {agent!r}")
     if conflicts:
         raise StateDictError(f"{source}: " + "; ".join(conflicts))
     config = {k: args.get(k, v) for k, v in _ARG_DEFAULTS.items()}
     config.update(inferred)
     config["num_transformer_layers"] = max(2, int(config["num_transformer_layers"])) if cascade else 1
-    config["use_compositional_agent"] = agent == "compositional"
-    config["use_creative_agent"] = agent == "masking"
-    if agent == "compositional":
-        config["composer_layers"] = _count(r"creative_agent\.composer\.composer\.layers\.(\d+)\.", keys)
-        config["component_dim"] = int(state_dict["creative_agent.input_extractor.rhythm_norm.weight"].shape[0])
+    for spec in agents().values():
+        if spec.flag in _ARG_DEFAULTS:
+            config[spec.flag] = spec.name == agent
+    if agent is not None and get_agent(agent).torch_options is not None:
+        config.update(get_agent(agent).torch_options(state_dict))
     for k in ("nhead", "num_layers", "encoding_dim"):
         config[k] = int(config[k])
     for k in ("dropout", "anti_cheating"):
