@@ -110,7 +110,8 @@ def update_discriminator(opt: optax.GradientTransformation, loss_fn, d_params, d
     upd, new_state = opt.update(grads, d_opt_state, d_params)
     new_params = optax.apply_updates(d_params, upd)
     keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-    metrics = dict(disc_loss=loss, disc_real_acc=racc, disc_fake_acc=facc, disc_r1=r1,
+    metrics = dict(disc_loss=loss, disc_real_acc=racc, disc_fake_acc=facc,
+                   disc_acc=0.5 * (racc + facc), disc_r1=r1,
                    count_disc_updates=jnp.ones((), jnp.float32))
     return keep(new_params, d_params), keep(new_state, d_opt_state), metrics
 

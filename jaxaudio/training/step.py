@@ -162,7 +162,7 @@ class Steps:
         def skip(operand):
             zero = jnp.zeros((), jnp.float32)
             return (*operand, dict(disc_loss=zero, disc_real_acc=zero, disc_fake_acc=zero,
-                                   disc_r1=zero, count_disc_updates=zero))
+                                   disc_acc=zero, disc_r1=zero, count_disc_updates=zero))
 
         return jax.lax.cond(
             batch_index % self.cfg.disc_update_freq == 0,
