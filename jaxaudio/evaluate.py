@@ -96,19 +96,6 @@ def synthetic_pairs(num_pairs: int, seconds: float, seed: int, sample_rate: int)
     return pairs
 
 
-def folder_is_continuation(folder: Path) -> bool:
-    """Whether the dataset's ``metadata.json`` (in the folder or its parent) says its pairs
-    are consecutive segments rather than two parts of one song."""
-    for meta in (folder / "metadata.json", folder.parent / "metadata.json"):
-        try:
-            config = json.loads(meta.read_text()).get("config", {})
-        except (OSError, ValueError, AttributeError):
-            continue
-        if isinstance(config, dict) and "continuation" in config:
-            return bool(config["continuation"])
-    return False
-
-
 def folder_pairs(folder: str, num_pairs: int | None, seconds: float | None, sample_rate: int):
     """``[(name, input [N], target [N])]`` read from ``folder`` (mono, at ``sample_rate``; the
     target cropped or looped to the input's length; both cropped to ``seconds`` if given)."""
@@ -166,7 +153,7 @@ def _check_args(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> dict:
     """Everything :func:`main` does; returns the JSON report."""
-    from jaxaudio.evaluation import aggregate, format_table
+    from jaxaudio.evaluation import aggregate, folder_is_continuation, format_table
     from jaxaudio.inference.loading import load_for_inference
     from jaxaudio.inference.pipeline import Generator
 

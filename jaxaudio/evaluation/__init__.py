@@ -7,8 +7,10 @@ a table; ``python -m jaxaudio.evaluate`` runs a checkpoint on unseen pairs and r
 from jaxaudio.evaluation.metrics import (chroma_similarity, comb_contrast_db, distance_ratio,
                                          high_frequency_share, log_spectral_distance,
                                          onset_correlation)
-from jaxaudio.evaluation.quality import aggregate, clip_metrics, evaluate_batch, format_table
+from jaxaudio.evaluation.quality import (aggregate, clip_metrics, evaluate_batch,
+                                         folder_is_continuation, format_table)
 
 __all__ = ["aggregate", "chroma_similarity", "clip_metrics", "comb_contrast_db",
-           "distance_ratio", "evaluate_batch", "format_table", "high_frequency_share",
+           "distance_ratio", "evaluate_batch", "folder_is_continuation", "format_table",
+           "high_frequency_share",
            "log_spectral_distance", "onset_correlation"]

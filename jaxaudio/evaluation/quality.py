@@ -24,7 +24,9 @@ Metric names (one line each; the README repeats them):
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -156,3 +158,16 @@ def format_table(records: Sequence[Mapping[str, float]], names: Sequence[str] | 
                                  for i, (c, w) in enumerate(zip(row, widths)))
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(header), rule] + [line(r) for r in rows[:-1]] + [rule, line(rows[-1])])
+
+
+def folder_is_continuation(folder: Path) -> bool:
+    """Whether the dataset's ``metadata.json`` (in the folder or its parent) says its pairs
+    are consecutive segments rather than two parts of one song."""
+    for meta in (folder / "metadata.json", folder.parent / "metadata.json"):
+        try:
+            config = json.loads(meta.read_text()).get("config", {})
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(config, dict) and "continuation" in config:
+            return bool(config["continuation"])
+    return False

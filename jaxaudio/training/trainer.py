@@ -84,7 +84,7 @@ class Run:
         self.ckpt_dir = Path(cfg.checkpoint_dir)
         self.checkpoints = RunCheckpoints(self.ckpt_dir)
         self.dataset = dataset_identity(cfg.dataset_folder)
-        from jaxaudio.evaluate import folder_is_continuation
+        from jaxaudio.evaluation import folder_is_continuation
 
         # Drum/harmony pairs of one song have a known answer (the song); others are measured
         # reference-free.
