@@ -11,6 +11,11 @@ latents, cascade of 2 stages with 6 layers and 8 heads, masking creative agent, 
   (with its backward), as the original's `train_epoch` does every step;
 - `cached`: batches come from the latent cache, so the step only decodes the output.
 
+`--variant`: `original` (default) pins the original's GAN, masks and cascade update
+(`--gan_variant original --mask_gate learned --cascade_update additive`), so the step does the
+original's work; `jaxaudio` times jaxaudio's training defaults (the stable GAN also encodes a
+real mixture and takes an R1 gradient every step), a cost reported on its own.
+
 Prints (and appends to `--out`) one JSON line: median step time, samples per second, compile
 time, the step's device memory (XLA's buffer assignment), the allocator's peak (clean only when
 the step was loaded from `--compilation_cache_dir` rather than compiled and autotuned here),
@@ -52,6 +57,8 @@ HEADLINE = ["--builtin", "--encoding_dim", "128", "--nhead", "8", "--num_layers"
             "--loss_weight_mel", "0", "--gan_weight", "0.1", "--disc_lr", "5e-5",
             "--disc_update_freq", "1", "--corr_weight", "0.5", "--anti_cheating", "0.1",
             "--shuffle_targets", "true", "--mask_type", "none", "--no_mlflow"]
+ORIGINAL_VARIANT = ["--gan_variant", "original", "--mask_gate", "learned",
+                    "--cascade_update", "additive"]
 PEAK_BF16 = 989e12
 PEAK_TF32 = 494e12
 _SHAPE = re.compile(r"\w+\[(\d+),(\d+),(\d+),(\d+)\]")
@@ -79,6 +86,9 @@ def cudnn_attention_flops(hlo_text: str) -> tuple[float, int]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--semantics", choices=("cached", "raw"), default="cached")
+    p.add_argument("--variant", choices=("original", "jaxaudio"), default="original",
+                   help="original: the original's GAN, masks and cascade update (the same work "
+                        "per step); jaxaudio: jaxaudio's training defaults")
     p.add_argument("--devices", type=int, default=1)
     p.add_argument("--batch_per_device", type=int, default=8)
     p.add_argument("--clip_seconds", type=float, default=16.0)
@@ -125,7 +135,8 @@ def main() -> None:
     if a.matmul_precision == "highest":
         jax.config.update("jax_default_matmul_precision", "highest")
 
-    flags = list(HEADLINE) + ["--batch_size", str(a.batch_per_device),
+    flags = list(HEADLINE) + (ORIGINAL_VARIANT if a.variant == "original" else [])
+    flags += ["--batch_size", str(a.batch_per_device),
                               "--precision", a.precision, "--codec", "mdct"]
     codec_kw = {}
     if a.small:
@@ -164,7 +175,7 @@ def main() -> None:
     compute_dtype = jnp.bfloat16 if a.precision == "bf16" else jnp.float32
     record = {
         "case": "train_step_headline" + ("_small" if a.small else ""),
-        "semantics": a.semantics, "device": devices[0].device_kind, "devices": len(devices),
+        "semantics": a.semantics, "variant": a.variant, "device": devices[0].device_kind, "devices": len(devices),
         "batch_per_device": a.batch_per_device, "global_batch": b, "clip_seconds": a.clip_seconds,
         "frames": t, "precision": a.precision, "matmul_precision": a.matmul_precision,
         "attention": attention_impl(compute_dtype), "lstm": "scan", "lstm_unroll": scan_unroll(),

@@ -241,3 +241,19 @@ def test_leftovers_of_killed_builds_are_removed(tmp_path):
     left = sorted(p.name for p in root.iterdir() if p.name.startswith("."))
     assert left == [".tmp-train-0000-live", ".tmp-train-0000-other"]
     assert cache.stats["encoded_inputs"] == 2
+
+
+def test_codec_fields_encode_input_and_target_in_one_call_as_two():
+    """The batched encode (input and target as one batch of 2B) gives what two calls give,
+    with EnCodec's LSTM in the path."""
+    from jaxaudio.codecs.encodec import random_encodec
+
+    codec = random_encodec(3, n_filters=2, dimension=8, ratios=(4,), lstm=1)
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(rng.standard_normal((3, 1, 64)), jnp.float32)
+    y = jnp.asarray(rng.standard_normal((3, 1, 64)), jnp.float32)
+    got = jax.jit(lambda a, b: codec_fields(codec, a, b))(x, y)
+    np.testing.assert_allclose(got["input_latent"], codec.encode(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["target_latent"], codec.encode(y), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got["input_audio"], codec.decode(codec.encode(x)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(got["target_audio"], y)

@@ -95,3 +95,25 @@ def test_adaptive_scale_matches_gradient_norms():
     adv = jnp.full((2, 3), 0.5)
     np.testing.assert_allclose(float(gan.adaptive_scale(rec, adv)), 4.0, rtol=1e-6)
     assert float(gan.adaptive_scale(rec, jnp.zeros((2, 3)))) == gan.ADAPTIVE_MAX
+
+
+def test_discriminator_dropout_follows_the_variant_and_old_configs():
+    """The stable GAN's discriminator has no dropout (R1 regularises it), so the accuracy it
+    logs is that of the classifier it trains; the original's keeps its Dropout(0.3), and a
+    configuration saved before the flag existed meant 0.3."""
+    from jaxaudio.training.config import TrainConfig
+    from jaxaudio.training.setup import build_discriminator
+
+    assert TrainConfig(gan_weight=0.1).disc_dropout_value == 0.0
+    assert TrainConfig(gan_weight=0.1, gan_variant="original").disc_dropout_value == 0.3
+    assert TrainConfig(gan_weight=0.1, disc_dropout=0.2).disc_dropout_value == 0.2
+    saved = {k: v for k, v in TrainConfig(gan_weight=0.1).__dict__.items() if k != "disc_dropout"}
+    assert TrainConfig.from_dict(saved).disc_dropout_value == 0.3
+
+    x = jax.random.normal(jax.random.key(0), (2, 128, 24))
+    for dropout, same in ((0.0, True), (0.3, False)):
+        cfg = TrainConfig(gan_weight=0.1, disc_dropout=dropout)
+        disc = build_discriminator(cfg)
+        a = disc(x, train=True, rngs=nnx.Rngs(dropout=1))
+        b = disc(x, train=True, rngs=nnx.Rngs(dropout=2))
+        assert bool(jnp.allclose(a, b)) is same

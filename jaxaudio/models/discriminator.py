@@ -2,7 +2,7 @@
 
 ``AudioDiscriminator`` judges codec latents ``[B, D, T]``: strided 1-D convolutions with growing
 kernels (3, 5, 7, ...; stride 2 except the last; ``padding = k // 2``), each followed by
-LeakyReLU(0.2) and Dropout(0.3), a mean over time, then Linear -> LeakyReLU -> Dropout -> Linear
+LeakyReLU(0.2) and Dropout(0.3) (``dropout``; the stable GAN uses 0), a mean over time, then Linear -> LeakyReLU -> Dropout -> Linear
 to one logit ``[B, 1]``. The layers are :mod:`jaxaudio.nn`'s (torch names and layouts: conv
 ``weight [out, in, k]``, linear ``weight [out, in]``) and sit at the torch ``nn.Sequential``
 indices (``conv_layers.0``, ``conv_layers.3``, ...; ``classifier.0``, ``classifier.3``), so a
@@ -29,7 +29,8 @@ DROPOUT = 0.3
 class AudioDiscriminator(nnx.Module):
     """Real/fake logits ``[B, 1]`` for latents ``[B, D, T]``."""
 
-    def __init__(self, encoding_dim: int = 128, hidden_dims: Sequence[int] = (256, 512, 512, 256), *, rngs: nnx.Rngs):
+    def __init__(self, encoding_dim: int = 128, hidden_dims: Sequence[int] = (256, 512, 512, 256),
+                 dropout: float = DROPOUT, *, rngs: nnx.Rngs):
         hidden_dims = tuple(int(h) for h in hidden_dims)
         if not hidden_dims:
             raise ValueError("hidden_dims must name at least one convolution width")
@@ -42,12 +43,12 @@ class AudioDiscriminator(nnx.Module):
             layers += [
                 Conv1d(in_dim, out_dim, k, stride, k // 2, rngs=rngs),
                 LeakyReLU(LEAKY_SLOPE),
-                nnx.Dropout(DROPOUT),
+                nnx.Dropout(dropout),
             ]
             in_dim = out_dim
         self.conv_layers = nnx.List(layers)
         self.classifier = nnx.List(
-            [Linear(in_dim, 128, rngs=rngs), LeakyReLU(LEAKY_SLOPE), nnx.Dropout(DROPOUT), Linear(128, 1, rngs=rngs)]
+            [Linear(in_dim, 128, rngs=rngs), LeakyReLU(LEAKY_SLOPE), nnx.Dropout(dropout), Linear(128, 1, rngs=rngs)]
         )
 
     def __call__(self, x: jax.Array, *, train: bool = False, rngs: nnx.Rngs | None = None) -> jax.Array:

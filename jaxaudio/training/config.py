@@ -38,7 +38,7 @@ MAX_SEED = 2**32 - 1  # NumPy's and JAX's seeds are uint32 words
 
 # Saved configurations without these keys predate them and meant the original's behaviour.
 LEGACY_DEFAULTS = {"mask_gate": "learned", "cascade_update": "additive", "gan_variant": "original", "plateau_threshold": 1e-4,
-                   "plateau_cooldown": 0, "min_lr": 0.0}
+                   "plateau_cooldown": 0, "min_lr": 0.0, "disc_dropout": 0.3}
 SPECTRAL_PENALTY_WEIGHT = 0.01  # the original's fixed weight of the spectral outlier penalty
 GAN_VARIANTS = ("stable", "original")
 LR_SCHEDULES = ("plateau", "cosine")
@@ -171,6 +171,9 @@ class TrainConfig:
                                      "penalty, adaptive weight (no frame-rate buzz); original: "
                                      "the original's BCE latent GAN", choices=GAN_VARIANTS)
     gan_r1: float = opt(1.0, "R1 gradient-penalty weight of the stable GAN's discriminator")
+    disc_dropout: float | None = opt(None, "discriminator dropout (default: 0 with the stable "
+                                           "GAN, which R1 regularises; 0.3, the original's, "
+                                           "with --gan_variant original)")
     loss_weights: str | None = opt(None, "loss weights by term name, NAME=W,NAME=W (see "
                                          "ARCHITECTURE.md); overrides the weight flags")
     lr_schedule: str = opt("plateau", "plateau: ReduceLROnPlateau on the validation loss; "
@@ -230,6 +233,12 @@ class TrainConfig:
         return agent_kind({"use_creative_agent": self.use_creative_agent,
                            "use_compositional_agent": self.use_compositional_agent},
                           self.cascade)
+
+    @property
+    def disc_dropout_value(self) -> float:
+        if self.disc_dropout is not None:
+            return self.disc_dropout
+        return 0.3 if self.gan_variant == "original" else 0.0
 
     @property
     def min_lr_value(self) -> float:
