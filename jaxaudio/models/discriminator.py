@@ -2,7 +2,7 @@
 
 ``AudioDiscriminator`` judges codec latents ``[B, D, T]``: strided 1-D convolutions with growing
 kernels (3, 5, 7, ...; stride 2 except the last; ``padding = k // 2``), each followed by
-LeakyReLU(0.2) and Dropout(0.3) (``dropout``; the stable GAN uses 0), a mean over time, then Linear -> LeakyReLU -> Dropout -> Linear
+LeakyReLU(0.2) and Dropout(0.3) (``dropout``), a mean over time, then Linear -> LeakyReLU -> Dropout -> Linear
 to one logit ``[B, 1]``. The layers are :mod:`jaxaudio.nn`'s (torch names and layouts: conv
 ``weight [out, in, k]``, linear ``weight [out, in]``) and sit at the torch ``nn.Sequential``
 indices (``conv_layers.0``, ``conv_layers.3``, ...; ``classifier.0``, ``classifier.3``), so a

@@ -38,7 +38,8 @@ MAX_SEED = 2**32 - 1  # NumPy's and JAX's seeds are uint32 words
 
 # Saved configurations without these keys predate them and meant the original's behaviour.
 LEGACY_DEFAULTS = {"mask_gate": "learned", "cascade_update": "additive", "gan_variant": "original", "plateau_threshold": 1e-4,
-                   "plateau_cooldown": 0, "min_lr": 0.0, "disc_dropout": 0.3}
+                   "plateau_cooldown": 0, "min_lr": 0.0, "disc_lr_schedule": "fixed",
+                   "spectral_penalty_weight": 0.01}
 SPECTRAL_PENALTY_WEIGHT = 0.01  # the original's fixed weight of the spectral outlier penalty
 GAN_VARIANTS = ("stable", "original")
 LR_SCHEDULES = ("plateau", "cosine")
@@ -171,9 +172,16 @@ class TrainConfig:
                                      "penalty, adaptive weight (no frame-rate buzz); original: "
                                      "the original's BCE latent GAN", choices=GAN_VARIANTS)
     gan_r1: float = opt(1.0, "R1 gradient-penalty weight of the stable GAN's discriminator")
-    disc_dropout: float | None = opt(None, "discriminator dropout (default: 0 with the stable "
-                                           "GAN, which R1 regularises; 0.3, the original's, "
-                                           "with --gan_variant original)")
+    spectral_penalty_weight: float | None = opt(
+        None, "weight of the original's spectral outlier penalty on 1.8-2.2, 3.8-4.2 and "
+              "5.8-6.2 kHz (default: 0.01, the original's, with --cascade_update additive, "
+              "whose artefacts it was made for; 0 with gain, where it only carves notches into "
+              "those bands)")
+    disc_dropout: float = opt(0.3, "dropout in the discriminator (the original's 0.3)")
+    disc_lr_schedule: str | None = opt(None, "follow: the discriminator's learning rate follows "
+                                             "the generator's schedule (default with the stable "
+                                             "GAN); fixed: --disc_lr throughout (the original's)",
+                                       choices=("follow", "fixed"))
     loss_weights: str | None = opt(None, "loss weights by term name, NAME=W,NAME=W (see "
                                          "ARCHITECTURE.md); overrides the weight flags")
     lr_schedule: str = opt("plateau", "plateau: ReduceLROnPlateau on the validation loss; "
@@ -235,10 +243,16 @@ class TrainConfig:
                           self.cascade)
 
     @property
-    def disc_dropout_value(self) -> float:
-        if self.disc_dropout is not None:
-            return self.disc_dropout
-        return 0.3 if self.gan_variant == "original" else 0.0
+    def spectral_penalty_weight_value(self) -> float:
+        if self.spectral_penalty_weight is not None:
+            return self.spectral_penalty_weight
+        return SPECTRAL_PENALTY_WEIGHT if self.cascade_update == "additive" else 0.0
+
+    @property
+    def disc_lr_schedule_value(self) -> str:
+        if self.disc_lr_schedule is not None:
+            return self.disc_lr_schedule
+        return "fixed" if self.gan_variant == "original" else "follow"
 
     @property
     def min_lr_value(self) -> float:
@@ -250,7 +264,7 @@ class TrainConfig:
         weights = {
             "rms_input": self.loss_weight_input, "rms_target": self.loss_weight_target,
             "spectral": self.loss_weight_spectral, "mel": self.loss_weight_mel,
-            "corr_penalty": self.corr_weight, "spectral_penalty": SPECTRAL_PENALTY_WEIGHT,
+            "corr_penalty": self.corr_weight, "spectral_penalty": self.spectral_penalty_weight_value,
             "mask_reg_loss": self.mask_reg_weight, "novelty_loss": self.mask_reg_weight,
             "balance_loss": self.balance_loss_weight, "gan_loss": self.gan_weight,
         }

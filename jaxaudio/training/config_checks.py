@@ -52,7 +52,10 @@ def _check_core(cfg) -> None:
     need(cfg.cascade_update in ("gain", "additive"), "cascade_update", "gain or additive",
          cfg.cascade_update)
     need(_is_number(cfg.gan_r1) and cfg.gan_r1 >= 0, "gan_r1", "a number >= 0", cfg.gan_r1)
-    need(cfg.disc_dropout is None or (_is_number(cfg.disc_dropout) and 0 <= cfg.disc_dropout < 1),
+    need(cfg.spectral_penalty_weight is None or (_is_number(cfg.spectral_penalty_weight)
+                                                 and cfg.spectral_penalty_weight >= 0),
+         "spectral_penalty_weight", "a number >= 0", cfg.spectral_penalty_weight)
+    need(_is_number(cfg.disc_dropout) and 0 <= cfg.disc_dropout < 1,
          "disc_dropout", "a number in [0, 1)", cfg.disc_dropout)
     for name in ("warmup_epochs", "plateau_patience", "plateau_cooldown"):
         v = getattr(cfg, name)

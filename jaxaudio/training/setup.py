@@ -131,7 +131,7 @@ def build_discriminator(cfg: TrainConfig):
     from jaxaudio.models.discriminator import AudioDiscriminator
 
     return AudioDiscriminator(encoding_dim=cfg.encoding_dim, hidden_dims=DISC_HIDDEN_DIMS,
-                              dropout=cfg.disc_dropout_value, rngs=nnx.Rngs(params=cfg.seed + 1))
+                              dropout=cfg.disc_dropout, rngs=nnx.Rngs(params=cfg.seed + 1))
 
 
 def build_mesh(devices: list | None = None) -> Mesh:

@@ -37,7 +37,7 @@ from jaxaudio.training import gan
 from jaxaudio.training.config import TrainConfig
 from jaxaudio.training.objective import (LossInputs, compute_terms, validation_terms,
                                          weighted_total)
-from jaxaudio.training.state import TrainState, nonfinite_run
+from jaxaudio.training.state import TrainState, learning_rate, nonfinite_run
 
 BATCH_KEYS = ("input_latent", "input_audio", "target_latent", "target_audio")
 
@@ -166,8 +166,15 @@ class Steps:
 
         return jax.lax.cond(
             batch_index % self.cfg.disc_update_freq == 0,
-            lambda op: gan.update_discriminator(self.disc_opt, loss_fn, *op), skip,
+            lambda op: gan.update_discriminator(self.disc_opt, loss_fn, *op,
+                                                lr_scale=self._disc_lr_scale(state)), skip,
             (state.disc_params, state.disc_opt_state))
+
+    def _disc_lr_scale(self, state):
+        """1, or (``--disc_lr_schedule follow``) the generator's rate over its base rate."""
+        if self.cfg.disc_lr_schedule_value == "fixed":
+            return jnp.ones((), jnp.float32)
+        return learning_rate(state).astype(jnp.float32) / self.cfg.lr
 
     def _gan_gradient(self, d_params, d_buffers, z, rec_grad, key):
         """The generator's GAN loss, its gradient on ``z`` and its weight (fixed, or scaled
