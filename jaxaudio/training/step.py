@@ -164,11 +164,15 @@ class Steps:
             return (*operand, dict(disc_loss=zero, disc_real_acc=zero, disc_fake_acc=zero,
                                    disc_acc=zero, disc_r1=zero, count_disc_updates=zero))
 
-        return jax.lax.cond(
-            batch_index % self.cfg.disc_update_freq == 0,
-            lambda op: gan.update_discriminator(self.disc_opt, loss_fn, *op,
-                                                lr_scale=self._disc_lr_scale(state)), skip,
-            (state.disc_params, state.disc_opt_state))
+        update = lambda op: gan.update_discriminator(self.disc_opt, loss_fn, *op,
+                                                     lr_scale=self._disc_lr_scale(state))
+        operand = (state.disc_params, state.disc_opt_state)
+        if self.cfg.disc_update_freq == 1:
+            # No conditional when every step updates: XLA's CPU backend runs the convolutions
+            # inside a conditional's branch about 50x slower (measured: 2.1 s against 0.04 s
+            # for this discriminator's update on the built-in shapes).
+            return update(operand)
+        return jax.lax.cond(batch_index % self.cfg.disc_update_freq == 0, update, skip, operand)
 
     def _disc_lr_scale(self, state):
         """1, or (``--disc_lr_schedule follow``) the generator's rate over its base rate."""
