@@ -136,8 +136,8 @@ def main() -> None:
         jax.config.update("jax_default_matmul_precision", "highest")
 
     flags = list(HEADLINE) + (ORIGINAL_VARIANT if a.variant == "original" else [])
-    flags += ["--batch_size", str(a.batch_per_device),
-                              "--precision", a.precision, "--codec", "mdct"]
+    flags += ["--batch_size", str(a.batch_per_device), "--precision", a.precision,
+              "--codec", "mdct"]
     codec_kw = {}
     if a.small:
         flags += ["--encoding_dim", "32", "--num_layers", "1", "--nhead", "2"]

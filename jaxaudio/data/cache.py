@@ -67,8 +67,8 @@ def codec_fields(codec, input_raw: jax.Array, target_raw: jax.Array) -> dict[str
     """The four cached fields from raw ``[B, 1, N]`` clips (pure: use it inside ``jax.jit``).
 
     Input and target are encoded in one call of twice the batch: the codec treats every clip
-    on its own, and its sequential parts (EnCodec's LSTM) take as long for 2B clips as for B,
-    so one call costs about half of two."""
+    on its own, and its sequential parts (EnCodec's LSTM) take about as long for 2B clips as
+    for B (the raw-clip headline step on one H200: 49.2 samples/s before, 55.9 after)."""
     b = input_raw.shape[0]
     if input_raw.shape == target_raw.shape:
         latents = codec.encode(jnp.concatenate([input_raw, target_raw], axis=0))
