@@ -169,25 +169,14 @@ def test_spectral_outlier_penalty_rewards_notches_so_the_gain_update_drops_it():
 
 
 def _gan_step_setup(extra):
-    from jaxaudio.codecs import make_codec
     from jaxaudio.training.cli import parse_config
-    from jaxaudio.training.setup import build_discriminator, build_mesh, build_model
-    from jaxaudio.training.state import init_state
-    from jaxaudio.training.step import Steps
+    from tiny_step import tiny_batch, tiny_steps
 
     cfg = parse_config(["--builtin", "--encoding_dim", "32", "--nhead", "2", "--num_layers", "1",
                         "--num_transformer_layers", "2", "--batch_size", "2", "--clip_seconds",
                         "0.128", "--codec", "mdct", "--no_mlflow", "--gan_weight", "0.1", *extra])
-    codec = make_codec("mdct", dim=cfg.encoding_dim)
-    state, statics = init_state(cfg, build_model(cfg), build_discriminator(cfg))
-    steps = Steps(cfg, statics, nnx.graphdef(codec), build_mesh(jax.devices()[:1]))
-    n = int(cfg.clip_seconds * codec.sample_rate)
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(0.2 * rng.standard_normal((2, 1, n)), jnp.float32)
-    y = jnp.asarray(0.2 * rng.standard_normal((2, 1, n)), jnp.float32)
-    batch = {"input_latent": codec.encode(x), "input_audio": codec.decode(codec.encode(x)),
-             "target_latent": codec.encode(y), "target_audio": y}
-    return cfg, state, steps, batch, nnx.state(codec)
+    codec, state, steps = tiny_steps(cfg)
+    return cfg, state, steps, tiny_batch(cfg, codec), nnx.state(codec)
 
 
 def _disc_change(steps, state, batch, codec_state, index):

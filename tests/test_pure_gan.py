@@ -4,14 +4,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
-from jaxaudio.codecs import make_codec
 from jaxaudio.training.cli import parse_config
-from jaxaudio.training.setup import build_discriminator, build_mesh, build_model
-from jaxaudio.training.state import init_state
-from jaxaudio.training.step import Steps
 from jaxaudio.training.trainer import curriculum_alpha, curriculum_counter
+from tiny_step import tiny_batch, tiny_steps
 
 TINY = ["--builtin", "--encoding_dim", "32", "--nhead", "2", "--num_layers", "1", "--num_transformer_layers",
         "2", "--batch_size", "2", "--clip_seconds", "0.128", "--codec", "mdct", "--no_mlflow"]
@@ -33,16 +29,8 @@ def test_curriculum_follows_the_original():
 @pytest.fixture(scope="module")
 def prepared():
     cfg = parse_config(TINY + ["--pure_gan_mode", "0.5"])
-    codec = make_codec("mdct", dim=cfg.encoding_dim)
-    state, statics = init_state(cfg, build_model(cfg), build_discriminator(cfg))
-    steps = Steps(cfg, statics, nnx.graphdef(codec), build_mesh(jax.devices()[:1]))
-    n = int(cfg.clip_seconds * codec.sample_rate)
-    rng = np.random.default_rng(0)
-    in_raw = jnp.asarray(0.2 * rng.standard_normal((2, 1, n)), jnp.float32)
-    tgt_raw = jnp.asarray(np.stack([0.1, 0.4])[:, None, None] * rng.standard_normal((2, 1, n)),
-                          jnp.float32)
-    batch = {"input_latent": codec.encode(in_raw), "input_audio": codec.decode(codec.encode(in_raw)),
-             "target_latent": codec.encode(tgt_raw), "target_audio": tgt_raw}
+    codec, _, steps = tiny_steps(cfg)
+    batch = tiny_batch(cfg, codec, target_scale=[0.1, 0.4])
     prepare = jax.jit(lambda b, alpha: steps._prepare(b, codec, alpha, jax.random.key(5)))
     return codec, batch, prepare
 

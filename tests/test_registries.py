@@ -8,13 +8,11 @@ import pytest
 from flax import nnx
 
 from jaxaudio.agents.registry import AGENTS, AgentOutput, AgentSpec, register_agent
-from jaxaudio.codecs import make_codec
 from jaxaudio.training import objective
 from jaxaudio.training.cli import parse_config
 from jaxaudio.training.config import ConfigError
-from jaxaudio.training.setup import build_discriminator, build_mesh, build_model
-from jaxaudio.training.state import init_state
-from jaxaudio.training.step import Steps
+from jaxaudio.training.setup import build_model
+from tiny_step import tiny_batch, tiny_steps
 
 
 class ToyAgent(nnx.Module):
@@ -48,17 +46,10 @@ TINY = ["--builtin", "--encoding_dim", "32", "--nhead", "2", "--num_layers", "1"
 def test_toy_agent_and_loss_train_through_the_registries(registered):
     cfg = parse_config(TINY)
     assert cfg.agent == "toy" and cfg.loss_weight_map()["toy_level"] == 0.5
-    codec = make_codec("mdct", dim=cfg.encoding_dim)
     model = build_model(cfg)
     assert isinstance(model.creative_agent, ToyAgent)
-    state, statics = init_state(cfg, model, build_discriminator(cfg))
-    steps = Steps(cfg, statics, nnx.graphdef(codec), build_mesh(jax.devices()[:1]))
-    n = int(cfg.clip_seconds * codec.sample_rate)
-    rng = np.random.default_rng(0)
-    x = jnp.asarray(0.2 * rng.standard_normal((2, 1, n)), jnp.float32)
-    y = jnp.asarray(0.2 * rng.standard_normal((2, 1, n)), jnp.float32)
-    batch = {"input_latent": codec.encode(x), "input_audio": codec.decode(codec.encode(x)),
-             "target_latent": codec.encode(y), "target_audio": y}
+    codec, state, steps = tiny_steps(cfg, model)
+    batch = tiny_batch(cfg, codec)
     gain0 = float(state.params["creative_agent"]["gain"][...])
     new, m = steps.train_step(state, batch, nnx.state(codec), jnp.float32(0.0), jnp.int32(0))
     for name in ("toy_level", "toy_pull", "toy_gain", "rms_input", "rms_target"):
