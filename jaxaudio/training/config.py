@@ -36,11 +36,11 @@ ENCODEC_HOP = 320  # EnCodec 24 kHz: 75 latent frames a second
 MAX_SEED = 2**32 - 1  # NumPy's and JAX's seeds are uint32 words
 
 
+SPECTRAL_PENALTY_WEIGHT = 0.01  # the original's fixed weight of the spectral outlier penalty
 # Saved configurations without these keys predate them and meant the original's behaviour.
 LEGACY_DEFAULTS = {"mask_gate": "learned", "cascade_update": "additive", "gan_variant": "original", "plateau_threshold": 1e-4,
                    "plateau_cooldown": 0, "min_lr": 0.0, "disc_lr_schedule": "fixed",
-                   "spectral_penalty_weight": 0.01}
-SPECTRAL_PENALTY_WEIGHT = 0.01  # the original's fixed weight of the spectral outlier penalty
+                   "spectral_penalty_weight": SPECTRAL_PENALTY_WEIGHT}
 GAN_VARIANTS = ("stable", "original")
 LR_SCHEDULES = ("plateau", "cosine")
 
