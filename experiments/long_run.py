@@ -71,6 +71,12 @@ def train(args):
         if rc == 0 and done >= epochs:
             (ck / "FINISHED").write_text("ok\n")
         print(f"{name}: rc {rc}, {done}/{epochs} epochs, {time.time() - t0:.0f} s", flush=True)
+    # The curves so far come back with every call (a cold machine loses runs/).
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for name, (ck, _, _) in procs.items():
+        if (ck / "metrics.jsonl").exists():
+            (out / f"{name}_metrics.jsonl").write_bytes((ck / "metrics.jsonl").read_bytes())
 
 
 def evaluate(args):

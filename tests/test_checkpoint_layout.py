@@ -90,3 +90,48 @@ def test_run_checkpoints_keep_the_best_and_restore_exactly(tmp_path):
     np.testing.assert_array_equal(
         jax.device_get(load_checkpoint(tmp_path / "checkpoint_epoch_3", toy_state(0.0))[0]
                        .params["w"]), np.arange(4.0) * 3)
+
+
+def test_checkpoint_without_the_discriminator_noise_restores_with_it_at_zero(tmp_path):
+    """A GAN checkpoint written before the adaptive instance noise existed (no ``disc_noise``
+    in its state) resumes with the noise's control variable at 0; other differences are still
+    refused."""
+    import dataclasses
+
+    from jaxaudio.training.checkpoint import CheckpointError
+
+    @jax.tree_util.register_dataclass
+    @dataclasses.dataclass
+    class StateBeforeNoise:  # the train state's fields before ``disc_noise``
+        step: object
+        params: object
+        buffers: object
+        opt_state: object
+        disc_params: object
+        disc_buffers: object
+        disc_opt_state: object
+
+    toy = toy_state(3.0)
+    old = StateBeforeNoise(step=toy.step, params=toy.params, buffers=toy.buffers,
+                           opt_state=toy.opt_state, disc_params={"d": jnp.ones(3)},
+                           disc_buffers={}, disc_opt_state={"m": jnp.zeros(3)})
+    run = RunCheckpoints(tmp_path)
+    try:
+        run.save("periodic", 1, old, {"step": 1, "epoch": 1})
+    finally:
+        run.close()
+    target = dataclasses.replace(toy_state(0.0), disc_params={"d": jnp.zeros(3)},
+                                 disc_buffers={}, disc_opt_state={"m": jnp.ones(3)},
+                                 disc_noise=jnp.float32(0.7))
+    restored, _ = load_checkpoint(tmp_path / "checkpoint_epoch_1", target)
+    chex.assert_trees_all_equal(restored.disc_params, old.disc_params)
+    chex.assert_trees_all_equal(restored.params, old.params)
+    assert restored.disc_noise.dtype == jnp.float32 and float(restored.disc_noise) == 0.0
+    # A checkpoint of another model is still an error, not a silent zero.
+    other = dataclasses.replace(target, params={"w": jnp.zeros(5)})
+    try:
+        load_checkpoint(tmp_path / "checkpoint_epoch_1", other)
+    except CheckpointError as e:
+        assert "do not match" in str(e)
+    else:
+        raise AssertionError("a checkpoint of another shape was restored")

@@ -85,10 +85,16 @@ def test_r1_penalty_and_discriminator_update_stay_finite():
 
     real = jax.random.normal(jax.random.key(2), (4, 16, 32))
     fake = jnp.zeros((4, 16, 32))  # silence: gradients must stay finite
-    fn = gan.disc_loss_fn("stable", logits, 1.0, real, fake, jax.random.key(3))
-    (loss, (_, _, r1)), grads = jax.value_and_grad(fn, has_aux=True)(params)
-    assert float(r1) > 0 and np.isfinite(float(loss))
-    chex.assert_tree_all_finite(grads)
+    for noise in (0.0, gan.noise_std(jnp.float32(3.0), real)):
+        fn = gan.disc_loss_fn("stable", logits, 1.0, real, fake, jax.random.key(3), noise=noise)
+        (loss, (_, _, r1, _)), grads = jax.value_and_grad(fn, has_aux=True)(params)
+        assert float(r1) > 0 and np.isfinite(float(loss))
+        chex.assert_tree_all_finite(grads)
+    # Silent real examples: the noise's size (a multiple of their RMS) is 0 and stays finite.
+    silent = gan.noise_std(jnp.float32(3.0), jnp.zeros((4, 16, 32)))
+    assert float(silent) == 0.0
+    chex.assert_tree_all_finite(jax.grad(lambda x: gan.noise_std(jnp.float32(3.0), x))(
+        jnp.zeros((2, 3))))
 
 
 def test_adaptive_scale_matches_gradient_norms():
@@ -212,3 +218,80 @@ def test_the_step_updates_the_discriminator_at_its_frequency_and_scheduled_rate(
     slow, _ = _disc_change(steps, with_learning_rate(state, cfg.lr / 100), batch, cs, 1)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(b, a / 100, rtol=2e-3, atol=1e-8),
                  full, slow)
+
+
+def test_noise_level_maps_the_control_variable_from_zero_to_its_maximum():
+    p = jnp.linspace(0.0, 1.0, 11)
+    level = np.asarray(gan.noise_level(p, 100.0))
+    assert level[0] == 0.0 and abs(level[-1] - 100.0) < 1e-3
+    assert np.all(np.diff(level) > 0)
+    # Exponential once it matters: equal steps of p are (nearly) equal ratios of the level.
+    ratios = level[6:] / level[5:-1]
+    np.testing.assert_allclose(ratios, ratios[0], rtol=0.05)
+
+
+def test_noise_controller_moves_against_the_discriminator_and_holds_without_an_update():
+    p = jnp.float32(0.5)
+    up = gan.control_noise(p, jnp.float32(0.9), jnp.float32(1.0), target=0.7, rate=0.01)
+    down = gan.control_noise(p, jnp.float32(0.6), jnp.float32(1.0), target=0.7, rate=0.01)
+    held = gan.control_noise(p, jnp.float32(0.9), jnp.float32(0.0), target=0.7, rate=0.01)
+    np.testing.assert_allclose([float(up), float(down), float(held)], [0.51, 0.49, 0.5],
+                               rtol=1e-6)
+    assert float(gan.control_noise(jnp.float32(0.0), jnp.float32(0.5), jnp.float32(1.0),
+                                   target=0.7, rate=0.01)) == 0.0
+    assert float(gan.control_noise(jnp.float32(1.0), jnp.float32(1.0), jnp.float32(1.0),
+                                   target=0.7, rate=0.01)) == 1.0
+
+
+def test_instance_noise_takes_a_winning_discriminator_to_chance_and_keeps_the_gradient_centred():
+    """The controller's authority: a discriminator that tells real from fake perfectly (here
+    a fixed one that reads the channels' spread, and real has twice fake's) is at chance under
+    the largest noise; and through the noise the generator's gradient still has no component
+    constant in time."""
+    real = 2.0 * jax.random.normal(jax.random.key(0), (64, 16, 48))
+    fake = jax.random.normal(jax.random.key(1), (64, 16, 48))
+    centred = gan.d_input("stable", real)
+
+    def logits(dp, x, key):  # log-spread above that of a unit normal: > 0 for real
+        return jnp.log(jnp.mean(jnp.square(x), axis=(1, 2)))[:, None] - jnp.log(2.0)
+
+    def acc(level):
+        std = gan.noise_std(jnp.float32(level), centred)
+        _, aux = gan.disc_loss_fn("stable", logits, 0.0, real, fake, jax.random.key(2),
+                                  noise=std)(None)
+        return 0.5 * (float(aux[0]) + float(aux[1])), float(aux[3])
+
+    noisy, clean = acc(0.0)
+    assert noisy == 1.0 and clean == 1.0
+    noisy, clean = acc(100.0)
+    assert abs(noisy - 0.5) <= 0.1 and clean == 1.0  # the clean accuracy is reported apart
+
+    disc = _disc()
+    z = jax.random.normal(jax.random.key(3), (4, 16, 48))
+    std = gan.noise_std(jnp.float32(1.0), gan.d_input("stable", z))
+    g = jax.grad(lambda x: gan.gen_objective("stable", disc(gan.add_noise(
+        gan.d_input("stable", x), std, jax.random.key(4)))))(z)
+    chex.assert_trees_all_close(jnp.sum(g, axis=2), jnp.zeros((4, 16)), atol=1e-6)
+    assert float(jnp.max(jnp.abs(g))) > 0
+
+
+def test_the_step_raises_the_noise_while_the_discriminator_wins_and_carries_it_in_the_state():
+    """Through the jitted train step: the control variable moves by one rate per update in
+    the direction of the discriminator's accuracy against the target, and the stable GAN has
+    the controller on by default (off for the original's GAN and with --disc_target_acc 0)."""
+    cfg, state, steps, batch, cs = _gan_step_setup(["--disc_noise_rate", "0.25"])
+    assert cfg.disc_target_acc_value == 0.7 and steps.noise_control
+    assert float(state.disc_noise) == 0.0
+    for i in range(3):
+        p = float(state.disc_noise)
+        state, m = steps.train_step(state, batch, cs, jnp.float32(0.0), jnp.int32(i))
+        acc = float(m["disc_acc"])
+        expected = min(1.0, max(0.0, p + 0.25 * np.sign(acc - 0.7)))
+        np.testing.assert_allclose(float(state.disc_noise), expected, atol=1e-6)
+        np.testing.assert_allclose(float(m["disc_noise"]), float(gan.noise_level(
+            jnp.float32(p), cfg.disc_noise_max)), rtol=1e-5)
+        assert 0.0 <= float(m["disc_acc_clean"]) <= 1.0
+    _, _, off, _, _ = _gan_step_setup(["--disc_target_acc", "0"])
+    assert not off.noise_control
+    _, _, orig, _, _ = _gan_step_setup(["--gan_variant", "original"])
+    assert not orig.noise_control

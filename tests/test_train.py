@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -92,10 +93,20 @@ def test_end_to_end_mdct_with_mlflow(dataset, tmp_path):
     assert any(a.endswith("sample0_spectrograms.png") for a in arts)
 
 
-def test_resume_after_interruption_equals_uninterrupted(dataset, tmp_path):
+def test_resume_after_interruption_equals_uninterrupted(dataset, tmp_path, monkeypatch):
+    from jaxaudio.training import gan
+
     full = tmp_path / "full"
-    common = ["--dataset_folder", dataset, "--epochs", 2, "--no_mlflow", *TINY]
+    # With the GAN: the discriminator, its optimizer and the adaptive noise's control variable
+    # are part of what must resume exactly. A discriminator of one example a batch sits at
+    # chance, so the controller is made to raise the noise at every update.
+    monkeypatch.setattr(gan, "control_noise", lambda p, acc, updated, *, target, rate:
+                        jnp.clip(p + rate * updated, 0.0, 1.0))
+    common = ["--dataset_folder", dataset, "--epochs", 2, "--no_mlflow", *TINY,
+              "--gan_weight", "0.1", "--disc_noise_rate", "0.05"]
     assert run([*common, "--checkpoint_dir", full]) == 0
+    noise = [r["train_disc_noise"] for r in history(full)]
+    assert 0 < noise[0] < noise[1]
     timing = "train_samples_per_second"  # wall-clock, the one value allowed to differ
     strip = lambda rows: [{k: v for k, v in r.items() if k != timing} for r in rows]
     # 4 train batches per epoch: stop mid-epoch (3) and on the epoch's last batch (4), where

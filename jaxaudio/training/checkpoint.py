@@ -19,6 +19,7 @@ see :mod:`jaxaudio.training.checkpoint_legacy`) are still found and restored.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import zlib
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 
 from jaxaudio.training import checkpoint_legacy as legacy
 from jaxaudio.training.checkpoint_legacy import COMPLETE, META  # noqa: F401 (re-exported)
@@ -169,6 +171,34 @@ def _restore_managed(path: Path, abstract: Any) -> Any:
     return restored.state
 
 
+def _restore(path: Path, abstract: Any) -> Any:
+    restore = _restore_managed if is_managed(path) else legacy.restore
+    noise = getattr(abstract, "disc_noise", None)
+    if noise is None:
+        return restore(path, abstract)
+    try:
+        state = restore(path, abstract)
+    except Exception as e:
+        if not is_managed(path):
+            raise
+        # The saved tree has no ``disc_noise`` node: restore its fields by name.
+        fields = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)
+                  if f.name != "disc_noise"}
+        try:
+            saved = restore(path, fields)
+        except Exception:
+            raise e from None
+        state = dataclasses.replace(abstract, **saved, disc_noise=None)
+    if state.disc_noise is None:
+        # Written before the adaptive discriminator noise existed: its control variable
+        # starts at 0, where a new run starts it.
+        zero = jnp.zeros(noise.shape, noise.dtype)
+        if getattr(noise, "sharding", None) is not None:
+            zero = jax.device_put(zero, noise.sharding)
+        state = dataclasses.replace(state, disc_noise=zero)
+    return state
+
+
 def load_checkpoint(path: str | Path, target: Any, *,
                     verify: bool = True) -> tuple[Any, dict[str, Any]]:
     """Restore the state into the structure, dtypes and shardings of ``target``.
@@ -186,10 +216,7 @@ def load_checkpoint(path: str | Path, target: Any, *,
         verify_checkpoint(path)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     try:
-        if is_managed(path):
-            state = _restore_managed(path, abstract)
-        else:
-            state = legacy.restore(path, abstract)
+        state = _restore(path, abstract)
     except Exception as e:  # orbax raises several types for structure/shape mismatches
         if (path / CHECKSUMS).exists():  # the files are intact: the structure differs
             raise CheckpointError(

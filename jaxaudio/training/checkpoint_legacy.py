@@ -50,14 +50,18 @@ def restore(path: Path, abstract: Any) -> Any:
     count = jax.ShapeDtypeStruct((), jnp.int32, sharding=getattr(
         wrapped.notfinite_count, "sharding", None))
     old = LegacyTrainState(**{f.name: getattr(abstract, f.name) for f in fields(abstract)
-                              if f.name != "opt_state"},
+                              if f.name not in ("opt_state", "disc_noise")},
                            opt_state=wrapped.inner_state, nonfinite_run=count)
     saved = ocp.StandardCheckpointer().restore((path / "state").absolute(), old)
     run = jnp.asarray(saved.nonfinite_run, jnp.int32)
     opt_state = optax.ApplyIfFiniteState(notfinite_count=run, last_finite=run == 0,
                                          total_notfinite=run, inner_state=saved.opt_state)
+    noise = getattr(abstract, "disc_noise", None)
+    if noise is not None:  # the layout predates the adaptive discriminator noise: it starts at 0
+        noise = jnp.zeros(noise.shape, noise.dtype)
     return type(abstract)(**{f.name: getattr(saved, f.name) for f in fields(abstract)
-                             if f.name != "opt_state"}, opt_state=opt_state)
+                             if f.name not in ("opt_state", "disc_noise")},
+                          opt_state=opt_state, disc_noise=noise)
 
 
 def renamed_aside(path: Path) -> Path | None:

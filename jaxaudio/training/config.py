@@ -40,7 +40,7 @@ SPECTRAL_PENALTY_WEIGHT = 0.01  # the original's fixed weight of the spectral ou
 # Saved configurations without these keys predate them and meant the original's behaviour.
 LEGACY_DEFAULTS = {"mask_gate": "learned", "cascade_update": "additive", "gan_variant": "original", "plateau_threshold": 1e-4,
                    "plateau_cooldown": 0, "min_lr": 0.0, "disc_lr_schedule": "fixed",
-                   "spectral_penalty_weight": SPECTRAL_PENALTY_WEIGHT}
+                   "spectral_penalty_weight": SPECTRAL_PENALTY_WEIGHT, "disc_target_acc": 0.0}
 GAN_VARIANTS = ("stable", "original")
 LR_SCHEDULES = ("plateau", "cosine")
 
@@ -182,6 +182,15 @@ class TrainConfig:
                                              "the generator's schedule (default with the stable "
                                              "GAN); fixed: --disc_lr throughout (the original's)",
                                        choices=("follow", "fixed"))
+    disc_target_acc: float | None = opt(
+        None, "adaptive instance noise on the discriminator's inputs holds its training "
+              "accuracy near this value (default: 0.7 with the stable GAN; 0: off, the "
+              "original's)")
+    disc_noise_rate: float = opt(0.005, "how far each discriminator update moves the adaptive "
+                                        "noise's control variable (0-1: noise 0 to "
+                                        "--disc_noise_max)")
+    disc_noise_max: float = opt(100.0, "largest instance-noise level, in standard deviations "
+                                       "of the real latents")
     loss_weights: str | None = opt(None, "loss weights by term name, NAME=W,NAME=W (see "
                                          "ARCHITECTURE.md); overrides the weight flags")
     lr_schedule: str = opt("plateau", "plateau: ReduceLROnPlateau on the validation loss; "
@@ -253,6 +262,12 @@ class TrainConfig:
         if self.disc_lr_schedule is not None:
             return self.disc_lr_schedule
         return "fixed" if self.gan_variant == "original" else "follow"
+
+    @property
+    def disc_target_acc_value(self) -> float:
+        if self.disc_target_acc is not None:
+            return self.disc_target_acc
+        return 0.0 if self.gan_variant == "original" else 0.7
 
     @property
     def min_lr_value(self) -> float:

@@ -57,6 +57,13 @@ def _check_core(cfg) -> None:
          "spectral_penalty_weight", "a number >= 0", cfg.spectral_penalty_weight)
     need(_is_number(cfg.disc_dropout) and 0 <= cfg.disc_dropout < 1,
          "disc_dropout", "a number in [0, 1)", cfg.disc_dropout)
+    need(cfg.disc_target_acc is None or (_is_number(cfg.disc_target_acc) and (
+        cfg.disc_target_acc == 0 or 0.5 < cfg.disc_target_acc < 1)), "disc_target_acc",
+         "0 (off) or an accuracy between 0.5 and 1", cfg.disc_target_acc)
+    need(_is_number(cfg.disc_noise_rate) and 0 < cfg.disc_noise_rate <= 1, "disc_noise_rate",
+         "a number in (0, 1]", cfg.disc_noise_rate)
+    need(_is_number(cfg.disc_noise_max) and cfg.disc_noise_max > 0, "disc_noise_max",
+         "a number > 0", cfg.disc_noise_max)
     for name in ("warmup_epochs", "plateau_patience", "plateau_cooldown"):
         v = getattr(cfg, name)
         need(_is_int(v) and v >= 0, name, "an integer >= 0", v)

@@ -28,6 +28,9 @@ class TrainState:
     disc_params: Any  # None without the GAN
     disc_buffers: Any
     disc_opt_state: Any
+    # The adaptive instance noise's control variable in [0, 1] (float32 scalar; None without
+    # the GAN). Checkpoints written before it existed restore with 0.
+    disc_noise: Any = None
 
 
 # apply_if_finite never gives up on its own: the trainer stops the run after
@@ -85,6 +88,7 @@ def init_state(cfg: TrainConfig, model: nnx.Module, disc: nnx.Module | None):
         disc_params=d_params,
         disc_buffers=d_buffers,
         disc_opt_state=d_opt_state,
+        disc_noise=None if disc is None else jnp.zeros((), jnp.float32),
     )
     statics = dict(graphdef=graphdef, opt=opt, disc_graphdef=d_graphdef, disc_opt=d_opt)
     return state, statics

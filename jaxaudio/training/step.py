@@ -70,6 +70,7 @@ class Steps:
         self.compute_dtype = jnp.bfloat16 if cfg.precision == "bf16" else jnp.float32
         self.weights = cfg.loss_weight_map()
         self.gan = cfg.gan_weight > 0 and self.disc_graphdef is not None
+        self.noise_control = self.gan and cfg.disc_target_acc_value > 0
         agent = cfg.agent
         self.val_names = validation_terms() + (get_agent(agent).validation_losses if agent else ())
         rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
@@ -152,17 +153,18 @@ class Steps:
         terms.update({k: v for k, v in agent_losses.items() if names is None or k in names})
         return terms, inputs
 
-    def _disc_update(self, state, batch_index, real, fake, key):
+    def _disc_update(self, state, batch_index, real, fake, key, noise):
         """The discriminator's step every ``disc_update_freq``-th batch of the epoch."""
         loss_fn = gan.disc_loss_fn(
             self.cfg.gan_variant,
             lambda dp, x, k: self._disc_logits(dp, state.disc_buffers, x, k),
-            self.cfg.gan_r1, real, fake, key)
+            self.cfg.gan_r1, real, fake, key, noise=noise)
 
         def skip(operand):
             zero = jnp.zeros((), jnp.float32)
             return (*operand, dict(disc_loss=zero, disc_real_acc=zero, disc_fake_acc=zero,
-                                   disc_acc=zero, disc_r1=zero, count_disc_updates=zero))
+                                   disc_acc=zero, disc_acc_clean=zero, disc_r1=zero,
+                                   count_disc_updates=zero))
 
         update = lambda op: gan.update_discriminator(self.disc_opt, loss_fn, *op,
                                                      lr_scale=self._disc_lr_scale(state))
@@ -180,18 +182,28 @@ class Steps:
             return jnp.ones((), jnp.float32)
         return learning_rate(state).astype(jnp.float32) / self.cfg.lr
 
-    def _gan_gradient(self, d_params, d_buffers, z, rec_grad, key):
+    def _gan_gradient(self, d_params, d_buffers, z, rec_grad, key, noise):
         """The generator's GAN loss, its gradient on ``z`` and its weight (fixed, or scaled
-        to the reconstruction's gradient in the stable variant)."""
+        to the reconstruction's gradient in the stable variant). The discriminator sees ``z``
+        with the same instance noise as in its own update."""
         variant = self.cfg.gan_variant
+        noisy = lambda x: gan.add_noise(gan.d_input(variant, x), noise,
+                                        jax.random.fold_in(key, 1))
         g_loss, g_grad = jax.value_and_grad(lambda x: gan.gen_objective(
-            variant, self._disc_logits(d_params, d_buffers, gan.d_input(variant, x), key)))(z)
+            variant, self._disc_logits(d_params, d_buffers, noisy(x), key)))(z)
         weight = self.weights["gan_loss"]
         if variant != "original":
             weight = weight * gan.adaptive_scale(rec_grad, g_grad)
         return g_loss, g_grad, weight
 
-    def _apply(self, state, grads, new_buffers, loss, d_params, d_opt_state):
+    def _noise(self, state, real):
+        """The instance noise's standard deviation this step (0.0, a constant, when off)."""
+        if not self.noise_control:
+            return 0.0
+        level = gan.noise_level(state.disc_noise, self.cfg.disc_noise_max)
+        return gan.noise_std(level, gan.d_input(self.cfg.gan_variant, real))
+
+    def _apply(self, state, grads, new_buffers, loss, d_params, d_opt_state, disc_noise):
         """Optimizer update. ``optax.apply_if_finite`` skips a non-finite gradient (keeping
         the parameters and optimizer state, counting the skips); a non-finite loss or norm
         is made a non-finite gradient so that it is skipped too. Buffers follow the skip."""
@@ -206,6 +218,7 @@ class Steps:
             buffers=jax.tree.map(lambda a, b: jnp.where(ok, a, b), new_buffers, state.buffers),
             opt_state=opt_state,
             disc_params=d_params, disc_buffers=state.disc_buffers, disc_opt_state=d_opt_state,
+            disc_noise=disc_noise,
         ), ok, grad_norm
 
     # --- the steps ----------------------------------------------------------------------
@@ -228,19 +241,29 @@ class Steps:
             reconstruction, argnums=(0, 1), has_aux=True)(z, agent_losses)
         metrics: dict[str, jax.Array] = {}
         d_params, d_opt_state = state.disc_params, state.disc_opt_state
+        disc_noise = state.disc_noise
         if self.gan:
             real = gan.real_examples(self.cfg.gan_variant, codec, in_lat, tgt_lat, in_audio,
                                      tgt_audio)
+            noise = self._noise(state, real)
             d_params, d_opt_state, d_metrics = self._disc_update(
-                state, batch_index, real, jax.lax.stop_gradient(z), jax.random.fold_in(key, 5))
+                state, batch_index, real, jax.lax.stop_gradient(z), jax.random.fold_in(key, 5),
+                noise)
             g_loss, g_grad, g_weight = self._gan_gradient(
-                d_params, state.disc_buffers, z, g_z, jax.random.fold_in(key, 6))
+                d_params, state.disc_buffers, z, g_z, jax.random.fold_in(key, 6), noise)
             loss, g_z = loss + g_weight * g_loss, g_z + g_weight * g_grad
             metrics.update(d_metrics)
             metrics.update(gan_loss=g_loss, gan_weight_effective=g_weight)
+            if self.noise_control:
+                # The level in force at each discriminator update (averaged over those).
+                metrics.update(disc_noise=d_metrics["count_disc_updates"] * gan.noise_level(
+                    state.disc_noise, self.cfg.disc_noise_max))
+                disc_noise = gan.control_noise(
+                    state.disc_noise, d_metrics["disc_acc"], d_metrics["count_disc_updates"],
+                    target=self.cfg.disc_target_acc_value, rate=self.cfg.disc_noise_rate)
         (grads,) = pullback((g_z, g_agent))
         new_state, ok, grad_norm = self._apply(state, grads, new_buffers, loss, d_params,
-                                               d_opt_state)
+                                               d_opt_state, disc_noise)
         n = out_audio.shape[-1]
         metrics.update(terms)
         metrics.update(stats)
