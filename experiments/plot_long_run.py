@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxaudio.plots import _pyplot, log_spectrogram
+from jaxaudio.plots import _pyplot, plot_spectrograms
 
 
 def plot_gan(args):
@@ -70,28 +70,14 @@ def plot_blend(args):
     x, sr = _read(f"{args.pair}_input.wav")
     y, _ = _read(f"{args.pair}_output.wav")
     out, sr_out = _read(args.output)
-    assert sr_out == sr, f"{args.output}: {sr_out} Hz, the pair is at {sr} Hz"
+    if sr_out != sr:
+        raise SystemExit(f"{args.output}: {sr_out} Hz, but the pair is at {sr} Hz")
     n = min(len(x), len(y), len(out))
     song = x[:n] + y[:n]
     ref = np.sqrt(np.mean(song ** 2)) + 1e-12
     norm = lambda s: s[:n] * ref / (np.sqrt(np.mean(s[:n] ** 2)) + 1e-12)
     rows = {"input": norm(x), "target": norm(y), "song": song, args.label: norm(out)}
-    plt = _pyplot()
-    hop = 256
-    specs = {k: log_spectrogram(v, hop=hop) for k, v in rows.items()}
-    top = max(float(s.max()) for s in specs.values())
-    fig, axes = plt.subplots(len(rows), 1, figsize=(12, 2.6 * len(rows)), sharex=True)
-    for ax, (name, spec) in zip(axes, specs.items()):
-        extent = (0.0, spec.shape[1] * hop / sr, 0.0, sr / 2000.0)
-        im = ax.imshow(spec, origin="lower", aspect="auto", extent=extent, vmin=top - 80,
-                       vmax=top, cmap="magma")
-        ax.set_ylabel(f"{name}\nkHz")
-        fig.colorbar(im, ax=ax, label="dB")
-    axes[-1].set_xlabel("time (s)")
-    fig.suptitle(args.title)
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=90)
-    print("wrote", args.out)
+    print("wrote", plot_spectrograms(rows, sr, args.out, title=args.title))
 
 
 if __name__ == "__main__":

@@ -85,7 +85,7 @@ def test_r1_penalty_and_discriminator_update_stay_finite():
 
     real = jax.random.normal(jax.random.key(2), (4, 16, 32))
     fake = jnp.zeros((4, 16, 32))  # silence: gradients must stay finite
-    for noise in (0.0, gan.noise_std(jnp.float32(3.0), real)):
+    for noise in (None, gan.noise_std(jnp.float32(3.0), real)):
         fn = gan.disc_loss_fn("stable", logits, 1.0, real, fake, jax.random.key(3), noise=noise)
         (loss, (_, _, r1, _)), grads = jax.value_and_grad(fn, has_aux=True)(params)
         assert float(r1) > 0 and np.isfinite(float(loss))

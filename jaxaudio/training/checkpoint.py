@@ -172,26 +172,27 @@ def _restore_managed(path: Path, abstract: Any) -> Any:
 
 
 def _restore(path: Path, abstract: Any) -> Any:
-    restore = _restore_managed if is_managed(path) else legacy.restore
+    """The state in ``abstract``'s structure. Checkpoints written before the adaptive
+    discriminator noise existed (both layouts) have no ``disc_noise``: it starts at 0, where a
+    new run starts it."""
     noise = getattr(abstract, "disc_noise", None)
-    if noise is None:
-        return restore(path, abstract)
-    try:
-        state = restore(path, abstract)
-    except Exception as e:
-        if not is_managed(path):
-            raise
-        # The saved tree has no ``disc_noise`` node: restore its fields by name.
-        fields = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)
-                  if f.name != "disc_noise"}
+    if not is_managed(path):
+        state = legacy.restore(path, abstract)  # the earlier layout never had it
+    else:
         try:
-            saved = restore(path, fields)
-        except Exception:
-            raise e from None
-        state = dataclasses.replace(abstract, **saved, disc_noise=None)
-    if state.disc_noise is None:
-        # Written before the adaptive discriminator noise existed: its control variable
-        # starts at 0, where a new run starts it.
+            return _restore_managed(path, abstract)
+        except Exception as e:
+            if noise is None:
+                raise
+            # Perhaps a saved tree without a ``disc_noise`` node: its fields by name.
+            fields = {f.name: getattr(abstract, f.name) for f in dataclasses.fields(abstract)
+                      if f.name != "disc_noise"}
+            try:
+                state = dataclasses.replace(abstract, **_restore_managed(path, fields),
+                                            disc_noise=None)
+            except Exception:
+                raise e from None
+    if noise is not None and state.disc_noise is None:
         zero = jnp.zeros(noise.shape, noise.dtype)
         if getattr(noise, "sharding", None) is not None:
             zero = jax.device_put(zero, noise.sharding)

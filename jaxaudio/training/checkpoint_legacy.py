@@ -42,7 +42,7 @@ class LegacyTrainState:
 
 def restore(path: Path, abstract: Any) -> Any:
     """The state of the earlier-layout checkpoint ``path``, in the structure of ``abstract``
-    (today's :class:`~jaxaudio.training.state.TrainState`)."""
+    (today's :class:`~jaxaudio.training.state.TrainState`, ``disc_noise`` left None)."""
     import optax
     import orbax.checkpoint as ocp
 
@@ -56,12 +56,11 @@ def restore(path: Path, abstract: Any) -> Any:
     run = jnp.asarray(saved.nonfinite_run, jnp.int32)
     opt_state = optax.ApplyIfFiniteState(notfinite_count=run, last_finite=run == 0,
                                          total_notfinite=run, inner_state=saved.opt_state)
-    noise = getattr(abstract, "disc_noise", None)
-    if noise is not None:  # the layout predates the adaptive discriminator noise: it starts at 0
-        noise = jnp.zeros(noise.shape, noise.dtype)
+    # The layout predates the adaptive discriminator noise: ``disc_noise`` None (the caller,
+    # :func:`jaxaudio.training.checkpoint.load_checkpoint`, starts it at 0).
     return type(abstract)(**{f.name: getattr(saved, f.name) for f in fields(abstract)
                              if f.name not in ("opt_state", "disc_noise")},
-                          opt_state=opt_state, disc_noise=noise)
+                          opt_state=opt_state, disc_noise=None)
 
 
 def renamed_aside(path: Path) -> Path | None:

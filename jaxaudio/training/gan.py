@@ -109,15 +109,10 @@ def noise_std(level: jax.Array, real_in: jax.Array) -> jax.Array:
     return jax.lax.stop_gradient(level * rms)
 
 
-def noise_off(std) -> bool:
-    """Whether ``std`` is the constant 0.0 the step passes when the noise control is off."""
-    return isinstance(std, float) and std == 0.0
-
-
-def add_noise(x: jax.Array, std: jax.Array, key) -> jax.Array:
-    """``x`` plus white Gaussian noise of standard deviation ``std`` (the constant 0.0, noise
-    off: ``x`` itself, no draw)."""
-    if noise_off(std):
+def add_noise(x: jax.Array, std: jax.Array | None, key) -> jax.Array:
+    """``x`` plus white Gaussian noise of standard deviation ``std`` (None, noise off: ``x``
+    itself, no draw)."""
+    if std is None:
         return x
     return x + (std * jax.random.normal(key, x.shape, jnp.float32)).astype(x.dtype)
 
@@ -132,13 +127,13 @@ def control_noise(p: jax.Array, acc: jax.Array, updated: jax.Array, *, target: f
 
 
 def disc_loss_fn(variant: str, logits: Callable, r1_gamma: float, real, fake, key,
-                 noise=0.0):
+                 noise=None):
     """The discriminator's loss as a function of its parameters: ``fn(dp) -> (loss, aux)``.
 
     ``logits(dp, x, key) -> [B, 1]``. Two independent training forwards (own dropout masks), as
     the original; the stable variant adds ``r1_gamma / 2 * E||grad_x D(real)||^2`` (at the
     noisy real input, as ADA's R1 at augmented reals). ``noise``: the instance noise's standard
-    deviation (:func:`noise_std`). ``aux``: real and fake accuracy, R1, and the accuracy the
+    deviation (:func:`noise_std`; None: off). ``aux``: real and fake accuracy, R1, and the accuracy the
     same forwards give without the noise (equal to the first when there is none).
     """
     real_in, fake_in = d_input(variant, real), d_input(variant, fake)
@@ -156,7 +151,7 @@ def disc_loss_fn(variant: str, logits: Callable, r1_gamma: float, real, fake, ke
             r1 = jnp.mean(jnp.sum(jnp.square(g.astype(jnp.float32)), axis=(1, 2)))
             loss = loss + 0.5 * r1_gamma * r1
         clean = 0.5 * (racc + facc)
-        if not noise_off(noise):
+        if noise is not None:
             dp0 = jax.lax.stop_gradient(dp)
             _, racc0, facc0 = disc_objective(variant, logits(dp0, real_in, k_real),
                                              logits(dp0, fake_in, k_fake))

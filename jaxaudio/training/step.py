@@ -196,12 +196,11 @@ class Steps:
             weight = weight * gan.adaptive_scale(rec_grad, g_grad)
         return g_loss, g_grad, weight
 
-    def _noise(self, state, real):
-        """The instance noise's standard deviation this step (0.0, a constant, when off)."""
+    def _noise_level(self, state):
+        """The instance noise's level this step (times the real inputs' RMS); None when off."""
         if not self.noise_control:
-            return 0.0
-        level = gan.noise_level(state.disc_noise, self.cfg.disc_noise_max)
-        return gan.noise_std(level, gan.d_input(self.cfg.gan_variant, real))
+            return None
+        return gan.noise_level(state.disc_noise, self.cfg.disc_noise_max)
 
     def _apply(self, state, grads, new_buffers, loss, d_params, d_opt_state, disc_noise):
         """Optimizer update. ``optax.apply_if_finite`` skips a non-finite gradient (keeping
@@ -245,7 +244,9 @@ class Steps:
         if self.gan:
             real = gan.real_examples(self.cfg.gan_variant, codec, in_lat, tgt_lat, in_audio,
                                      tgt_audio)
-            noise = self._noise(state, real)
+            level = self._noise_level(state)
+            noise = None if level is None else gan.noise_std(
+                level, gan.d_input(self.cfg.gan_variant, real))
             d_params, d_opt_state, d_metrics = self._disc_update(
                 state, batch_index, real, jax.lax.stop_gradient(z), jax.random.fold_in(key, 5),
                 noise)
@@ -254,10 +255,9 @@ class Steps:
             loss, g_z = loss + g_weight * g_loss, g_z + g_weight * g_grad
             metrics.update(d_metrics)
             metrics.update(gan_loss=g_loss, gan_weight_effective=g_weight)
-            if self.noise_control:
+            if level is not None:
                 # The level in force at each discriminator update (averaged over those).
-                metrics.update(disc_noise=d_metrics["count_disc_updates"] * gan.noise_level(
-                    state.disc_noise, self.cfg.disc_noise_max))
+                metrics.update(disc_noise=d_metrics["count_disc_updates"] * level)
                 disc_noise = gan.control_noise(
                     state.disc_noise, d_metrics["disc_acc"], d_metrics["count_disc_updates"],
                     target=self.cfg.disc_target_acc_value, rate=self.cfg.disc_noise_rate)
