@@ -10,8 +10,8 @@ Two implementations of the same torch ``nn.LSTM`` (gates ``i, f, g, o``; ``bias_
   kernels), with the torch weights packed into cuDNN's flat layout by
   :func:`pack_lstm_weights`. GPU only.
 
-``"auto"`` picks the scan (faster than cuDNN on an H200, see experiments/README.md). The choice
-is made when the function is traced.
+``"auto"`` picks the scan (faster than cuDNN on an H200, and than a Pallas kernel per step,
+see experiments/README.md). The choice is made when the function is traced.
 
 The scan is latency-bound on a GPU (1201 dependent steps of small matmuls), so there it is
 unrolled :data:`GPU_UNROLL` steps per loop iteration (:func:`scan_unroll`), which lets XLA
@@ -34,7 +34,8 @@ from jaxaudio.codecs.encodec.conv import uniform_init
 
 LSTM_IMPLS = ("auto", "scan", "cudnn")
 UNROLL_ENV = "JAXAUDIO_LSTM_UNROLL"
-# Measured on an H200: the decoder LSTM's forward+backward 50.6 -> 31.0 ms (experiments/README.md).
+# Measured on an H200: the decoder LSTM's forward+backward 50.6 -> 31.0 ms (experiments/README.md;
+# 23.0 ms since each step is one product, unroll 16 no faster).
 GPU_UNROLL = 8
 
 
@@ -90,36 +91,40 @@ def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
     ``layers`` holds torch's ``(weight_ih [4H, H_in], weight_hh [4H, H], bias_ih, bias_hh)``.
     The layers run as a wavefront: at step ``s`` layer ``l`` handles frame ``s - l``, reading
     the previous layer's output from the carry, so ``T + L - 1`` sequential steps replace
-    ``L * T`` and each step is one batched matmul over the layers. Layer ``l`` stays at its
-    zero initial state for its first ``l`` steps. ``unroll``: steps per loop iteration
-    (None: :func:`scan_unroll`).
+    ``L * T``. Each step is one matrix product of every layer's state ``[B, L*H]`` with a
+    block-bidiagonal ``[L*H, L*4H]`` matrix (layer ``l``'s gates take ``W_hh`` from its own
+    state and ``W_ih`` from layer ``l - 1``'s; the other blocks are zero), so the step is one
+    product and one elementwise kernel. Layer ``l`` stays at its zero initial state for its
+    first ``l`` steps. ``unroll``: steps per loop iteration (None: :func:`scan_unroll`).
     """
     n_layers = len(layers)
     w_ih0, w_hh0, b_ih0, b_hh0 = layers[0]
     hidden = w_hh0.shape[1]
+    bsz = x.shape[1]
     # the first layer's input half of every gate does not depend on the state: one matmul up front
     xw = jnp.einsum("tbi,gi->tbg", x, w_ih0, precision=precision) + (b_ih0 + b_hh0)
     xw = jnp.pad(xw, ((0, n_layers - 1), (0, 0), (0, 0)))
-    w_rec0 = w_hh0.T
-    if n_layers > 1:  # deeper layers: [input from the layer below, own state] @ [W_ih; W_hh]^T
-        w_deep = jnp.stack([jnp.concatenate([w_ih.T, w_hh.T], axis=0) for w_ih, w_hh, _, _ in layers[1:]])
-        b_deep = jnp.stack([b_ih + b_hh for _, _, b_ih, b_hh in layers[1:]])[:, None, :]
-    started = jnp.arange(n_layers)[:, None, None]
+    zero = jnp.zeros((hidden, 4 * hidden), x.dtype)
+    w_big = jnp.concatenate([
+        jnp.concatenate([layers[l][1].T if l == r else layers[l][0].T if l == r + 1 else zero
+                         for l in range(n_layers)], axis=1)
+        for r in range(n_layers)], axis=0)  # [L*H, L*4H]: row block r feeds column block l
+    b_deep = jnp.stack([b_ih + b_hh for _, _, b_ih, b_hh in layers[1:]]) if n_layers > 1 else None
+    started = jnp.arange(n_layers)[None, :, None]
 
     def step(carry, inp):
-        h, c = carry  # [L, B, H] each
+        h, c = carry  # [B, L, H] each
         xw_s, s = inp
-        gates = (xw_s + jnp.dot(h[0], w_rec0, precision=precision))[None]
-        if n_layers > 1:
-            deep_in = jnp.concatenate([h[:-1], h[1:]], axis=-1)
-            deep = jnp.einsum("lbi,lig->lbg", deep_in, w_deep, precision=precision) + b_deep
-            gates = jnp.concatenate([gates, deep], axis=0)
-        h_new, c_new = _cell(gates, c)
+        gates = jnp.dot(h.reshape(bsz, n_layers * hidden), w_big, precision=precision)
+        gates = gates.reshape(bsz, n_layers, 4 * hidden)
+        add = xw_s[:, None] if b_deep is None else jnp.concatenate(
+            [xw_s[:, None], jnp.broadcast_to(b_deep, (bsz, *b_deep.shape))], axis=1)
+        h_new, c_new = _cell(gates + add, c)
         active = s >= started
         h, c = jnp.where(active, h_new, h), jnp.where(active, c_new, c)
-        return (h, c), h[-1]
+        return (h, c), h[:, -1]
 
-    zeros = jnp.zeros((n_layers, x.shape[1], hidden), x.dtype)
+    zeros = jnp.zeros((bsz, n_layers, hidden), x.dtype)
     steps = jnp.arange(xw.shape[0])
     unroll = scan_unroll() if unroll is None else int(unroll)
     _, ys = jax.lax.scan(step, (zeros, zeros), (xw, steps), unroll=unroll)
