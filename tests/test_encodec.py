@@ -125,6 +125,41 @@ def test_weights_are_frozen_and_grad_flows_after_split_merge():
     np.testing.assert_allclose(np.asarray(g), np.asarray(eager), rtol=1e-5, atol=1e-6 * float(np.abs(eager).max()))
 
 
+def test_decode_pair_is_two_decodes_with_one_lstm_call():
+    """The raw-clip step decodes its output and the input reference together: the same audio
+    as two decodes, the gradient only through the first, and the LSTM traced once for both."""
+    from jaxaudio.codecs.base import decode_pair
+    from jaxaudio.codecs.encodec import lstm as lstm_mod
+
+    codec = random_encodec(3, n_filters=2, dimension=8, ratios=(4, 2), lstm=2)
+    rng = np.random.default_rng(0)
+    z, z_ref = (jnp.asarray(rng.standard_normal((2, 8, 6)), jnp.float32) for _ in range(2))
+    r, r_ref = (jnp.asarray(rng.standard_normal((2, 1, 6 * codec.hop_length)), jnp.float32)
+                for _ in range(2))
+
+    def both(z, z_ref):
+        y, y_ref = decode_pair(codec, z, z_ref)
+        return jnp.sum(y * r) + jnp.sum(y_ref * r_ref), (y, y_ref)
+
+    calls = []
+    real_scan = lstm_mod.lstm_scan
+    lstm_mod.lstm_scan = lambda x, *a, **k: (calls.append(x.shape), real_scan(x, *a, **k))[1]
+    try:
+        (_, (y, y_ref)), (g, g_ref) = jax.jit(jax.value_and_grad(both, (0, 1), has_aux=True),
+                                              compiler_options=FAST_COMPILE)(z, z_ref)
+    finally:
+        lstm_mod.lstm_scan = real_scan
+    assert [shape[1] for shape in calls] == [4]  # one LSTM call, both batches of 2
+    dec = jax.jit(codec.decode, compiler_options=FAST_COMPILE)
+    np.testing.assert_allclose(y, dec(z), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(y_ref, dec(z_ref), rtol=1e-5, atol=1e-6)
+    want = jax.grad(lambda z: jnp.sum(codec.decode(z) * r))(z)
+    np.testing.assert_allclose(g, want, rtol=1e-5, atol=1e-6 * float(np.abs(want).max()))
+    assert not np.any(np.asarray(g_ref))  # the reference carries no gradient
+    with pytest.raises(ValueError, match="reference"):
+        codec.decode_pair(z, z_ref[:, :4])
+
+
 def test_lstm_scan_equals_lstm_ref_with_cudnn_packing():
     rng = np.random.default_rng(0)
     h, t, b = 6, 7, 3

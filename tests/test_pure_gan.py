@@ -37,7 +37,9 @@ def prepared():
 
 def test_no_noise_before_the_curriculum(prepared):
     codec, batch, prepare = prepared
-    in_lat, tgt_lat, _, clean_tgt, fed_tgt = prepare(batch, jnp.float32(0.0))
+    in_lat, tgt_lat, in_audio, clean_tgt, fed_tgt, ref_lat = prepare(batch, jnp.float32(0.0))
+    assert ref_lat is None  # cached fields: the input's audio is the cache's, nothing to decode
+    np.testing.assert_array_equal(in_audio, batch["input_audio"])
     np.testing.assert_array_equal(in_lat, batch["input_latent"])
     np.testing.assert_array_equal(tgt_lat, batch["target_latent"])  # not re-encoded
     np.testing.assert_array_equal(fed_tgt, batch["target_audio"])
@@ -47,7 +49,7 @@ def test_no_noise_before_the_curriculum(prepared):
 def test_noise_is_mixed_per_sample_and_the_noisy_target_re_encoded(prepared):
     codec, batch, prepare = prepared
     alpha = 0.5
-    in_lat, tgt_lat, _, clean_tgt, fed_tgt = prepare(batch, jnp.float32(alpha))
+    in_lat, tgt_lat, _, clean_tgt, fed_tgt, _ = prepare(batch, jnp.float32(alpha))
     np.testing.assert_array_equal(clean_tgt, batch["target_audio"])  # losses see clean targets
     noise = (np.asarray(fed_tgt) - (1 - alpha) * np.asarray(batch["target_audio"])) / alpha
     want_std = np.std(np.asarray(batch["target_audio"]), axis=(1, 2), ddof=1)

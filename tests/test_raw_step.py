@@ -13,15 +13,26 @@ from tiny_step import tiny_steps
 AUDIO_TERMS = ("rms_input", "rms_target", "spectral", "output_input_corr", "output_target_corr")
 
 
-def _both_steps(extra):
+def _both_steps(extra, encodec=False):
     from jaxaudio.data.cache import codec_fields
     from jaxaudio.training.cli import parse_config
 
     cfg = parse_config(["--builtin", "--encoding_dim", "32", "--nhead", "2", "--num_layers", "1",
                         "--num_transformer_layers", "2", "--batch_size", "2", "--clip_seconds",
                         "0.128", "--codec", "mdct", "--no_mlflow", *extra])
-    codec, state_raw, steps = tiny_steps(cfg)
-    _, state_cached, _ = tiny_steps(cfg)
+    if encodec:  # a small random EnCodec: the raw step decodes output and input in one call
+        from jaxaudio.codecs.encodec import random_encodec
+        from jaxaudio.training.setup import build_discriminator, build_mesh, build_model
+        from jaxaudio.training.state import init_state
+        from jaxaudio.training.step import Steps
+
+        codec = random_encodec(0, n_filters=2, dimension=32, ratios=(4, 2), lstm=2)
+        state_raw, statics = init_state(cfg, build_model(cfg), build_discriminator(cfg))
+        state_cached, _ = init_state(cfg, build_model(cfg), build_discriminator(cfg))
+        steps = Steps(cfg, statics, nnx.graphdef(codec), build_mesh(jax.devices()[:1]))
+    else:
+        codec, state_raw, steps = tiny_steps(cfg)
+        _, state_cached, _ = tiny_steps(cfg)
     n = int(cfg.clip_seconds * codec.sample_rate)
     rng = np.random.default_rng(0)
     x = jnp.asarray(0.2 * rng.standard_normal((2, 1, n)), jnp.float32)
@@ -36,9 +47,12 @@ def _both_steps(extra):
             jax.device_get(new_cached.params), jax.device_get(m_cached))
 
 
-@pytest.mark.parametrize("extra", [[], ["--unity_test", "true"]])
-def test_raw_clip_step_equals_the_cached_step(extra):
-    p_init, p_raw, m_raw, p_cached, m_cached = _both_steps(extra)
+@pytest.mark.parametrize("extra,encodec", [([], False), (["--unity_test", "true"], False),
+                                           ([], True)])
+def test_raw_clip_step_equals_the_cached_step(extra, encodec):
+    """MDCT; and EnCodec, where the raw step decodes the input with the output (one LSTM
+    call for both) while the cache decoded it on its own."""
+    p_init, p_raw, m_raw, p_cached, m_cached = _both_steps(extra, encodec)
     assert m_raw.keys() == m_cached.keys()
     for k in m_raw:
         np.testing.assert_allclose(m_raw[k], m_cached[k], rtol=1e-6, atol=1e-7, err_msg=k)

@@ -42,3 +42,12 @@ class Codec(Protocol):
         The latent cache keys its entries with it.
         """
         ...
+
+
+def decode_pair(codec, latents: jax.Array, reference: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(codec.decode(latents), codec.decode(reference))``, the second without a gradient,
+    through the codec's own ``decode_pair`` where it has one (EnCodec: one LSTM call for both)."""
+    fn = getattr(codec, "decode_pair", None)
+    if fn is not None:
+        return fn(latents, reference)
+    return codec.decode(latents), jax.lax.stop_gradient(codec.decode(reference))

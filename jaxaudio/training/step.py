@@ -4,7 +4,8 @@ explicit shardings over the ``data`` mesh axis.
 The train step reads top to bottom (:meth:`Steps._train_step`):
 
 1. :meth:`_prepare`: model inputs and loss references (cached latents or raw clips encoded
-   here; unity test, the pure-GAN noise curriculum, fixed complementary masks).
+   here; unity test, the pure-GAN noise curriculum, fixed complementary masks). Raw clips'
+   input is decoded (the losses' reference) later, with the output, in one codec call.
 2. :meth:`_forward`: the generator once, as a VJP: output latents and the agent's losses by name.
 3. the discriminator's update every ``disc_update_freq`` steps (:mod:`jaxaudio.training.gan`),
    before the generator's loss, as the original orders it.
@@ -30,6 +31,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxaudio.agents.registry import get_agent
+from jaxaudio.codecs.base import decode_pair
 from jaxaudio.data.cache import codec_fields
 from jaxaudio.models.complementary_masking import apply_complementary_mask
 from jaxaudio.nn.functional import unbiased_std
@@ -107,11 +109,17 @@ class Steps:
 
     def _prepare(self, batch, codec, alpha, key):
         """Model inputs and loss references of one batch: ``(input latents, target latents,
-        input audio, target audio for the losses, target audio the model was fed)``."""
+        input audio, target audio for the losses, target audio the model was fed, reference
+        latents)``. From raw clips the input audio is None and the reference latents are the
+        input's: :meth:`_terms` decodes them together with the output (the codec's sequential
+        part, EnCodec's LSTM, then runs once for both); otherwise the reference is None."""
         cfg = self.cfg
+        ref_lat = None
         if "input_raw" in batch:  # no cache: raw clips are encoded here
-            batch = codec_fields(codec, batch["input_raw"], batch["target_audio"])
-        in_lat, in_audio = batch["input_latent"], batch["input_audio"]
+            batch = codec_fields(codec, batch["input_raw"], batch["target_audio"],
+                                 decode_input=cfg.unity_test)
+            ref_lat = None if cfg.unity_test else batch["input_latent"]
+        in_lat, in_audio = batch["input_latent"], batch.get("input_audio")
         tgt_lat, tgt_audio = batch["target_latent"], batch["target_audio"]
         if cfg.unity_test:
             tgt_audio = in_audio
@@ -142,16 +150,22 @@ class Steps:
                 energy_threshold=cfg.mask_energy_threshold,
                 key=jax.random.fold_in(key, 3),
             )
-        return in_lat, jax.lax.stop_gradient(tgt_lat), in_audio, clean_tgt_audio, tgt_audio
+        return (in_lat, jax.lax.stop_gradient(tgt_lat), in_audio, clean_tgt_audio, tgt_audio,
+                ref_lat)
 
-    def _terms(self, codec, z, agent_losses, in_audio, tgt_audio, *, names=None, valid=None):
+    def _terms(self, codec, z, agent_losses, in_audio, tgt_audio, *, names=None, valid=None,
+               ref_lat=None):
         """The named loss terms of output latents ``z`` (decoded by the frozen codec) and the
-        agent's losses: ``(terms, decoded output [B, N])``."""
-        inputs = LossInputs.from_audio(codec.decode(z), in_audio, tgt_audio, output_latent=z,
-                                       valid=valid)
+        agent's losses: ``(terms, loss inputs, input audio)``. With ``ref_lat`` (and ``in_audio``
+        None) the input audio is ``ref_lat`` decoded, in one call with ``z``."""
+        if ref_lat is None:
+            out = codec.decode(z)
+        else:
+            out, in_audio = decode_pair(codec, z, ref_lat)
+        inputs = LossInputs.from_audio(out, in_audio, tgt_audio, output_latent=z, valid=valid)
         terms = compute_terms(inputs, self.weights, names=names)
         terms.update({k: v for k, v in agent_losses.items() if names is None or k in names})
-        return terms, inputs
+        return terms, inputs, in_audio
 
     def _disc_update(self, state, batch_index, real, fake, key, noise):
         """The discriminator's step every ``disc_update_freq``-th batch of the epoch."""
@@ -225,7 +239,7 @@ class Steps:
     def _train_step(self, state: TrainState, batch: dict, codec_state, alpha, batch_index):
         key = jax.random.fold_in(self.base_key, state.step)
         codec = nnx.merge(self.codec_graphdef, codec_state)
-        in_lat, tgt_lat, in_audio, tgt_audio, fed_tgt_audio = self._prepare(
+        in_lat, tgt_lat, in_audio, tgt_audio, fed_tgt_audio, ref_lat = self._prepare(
             batch, codec, alpha, key)
         fwd = lambda p: self._forward(p, state.buffers, in_lat, tgt_lat, train=True,
                                       key=jax.random.fold_in(key, 4))
@@ -233,10 +247,11 @@ class Steps:
                                                                     has_aux=True)
 
         def reconstruction(z, agent_losses):
-            terms, inputs = self._terms(codec, z, agent_losses, in_audio, tgt_audio)
-            return weighted_total(terms, self.weights), (terms, inputs.output)
+            terms, inputs, in_audio_ = self._terms(codec, z, agent_losses, in_audio, tgt_audio,
+                                                   ref_lat=ref_lat)
+            return weighted_total(terms, self.weights), (terms, inputs.output, in_audio_)
 
-        (loss, (terms, out_audio)), (g_z, g_agent) = jax.value_and_grad(
+        (loss, (terms, out_audio, in_audio)), (g_z, g_agent) = jax.value_and_grad(
             reconstruction, argnums=(0, 1), has_aux=True)(z, agent_losses)
         metrics: dict[str, jax.Array] = {}
         d_params, d_opt_state = state.disc_params, state.disc_opt_state
@@ -301,9 +316,9 @@ class Steps:
         of every audio term; ``count`` is 1 (the loop averages over batches, as the original)."""
         codec = nnx.merge(self.codec_graphdef, codec_state)
         fields, z, agent_losses = self._eval_inputs(state, batch, codec)
-        terms, _ = self._terms(codec, z, agent_losses, fields["input_audio"],
-                               fields["target_audio"], names=self.val_names,
-                               valid=batch["valid"])
+        terms, _, _ = self._terms(codec, z, agent_losses, fields["input_audio"],
+                                  fields["target_audio"], names=self.val_names,
+                                  valid=batch["valid"])
         m = {k: jnp.asarray(v, jnp.float32) for k, v in terms.items()}
         m["loss"] = weighted_total(terms, self.weights)
         m["count"] = jnp.ones((), jnp.float32)

@@ -74,6 +74,17 @@ class EncodecCodec(nnx.Module):
         y = self.decoder(jnp.swapaxes(latents, 1, 2))
         return jnp.swapaxes(y, 1, 2)
 
+    def decode_pair(self, latents: jax.Array, reference: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(decode(latents), decode(reference))``, the second without a gradient, with one
+        LSTM call over both (:meth:`SEANetDecoder.pair`): the raw-clip train step decodes its
+        output and the input it is compared with this way."""
+        for name, z in (("latents", latents), ("reference", reference)):
+            if z.ndim != 3 or z.shape[1] != self.dim:
+                raise ValueError(f"EncodecCodec.decode_pair expects {name} [B, {self.dim}, T], "
+                                 f"got shape {z.shape}")
+        y, y_ref = self.decoder.pair(jnp.swapaxes(latents, 1, 2), jnp.swapaxes(reference, 1, 2))
+        return jnp.swapaxes(y, 1, 2), jnp.swapaxes(y_ref, 1, 2)
+
     def weights(self) -> dict[str, np.ndarray]:
         """Every frozen weight as ``{"encoder.layers.0.weight": array}`` (jaxaudio's own names)."""
         flat = nnx.to_flat_state(nnx.state(self, FrozenWeight))

@@ -157,3 +157,28 @@ class SEANetDecoder(nnx.Module):
         for layer in self.layers:
             z = layer(z)
         return z
+
+    def pair(self, z: jax.Array, z_ref: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(self(z), self(z_ref))``, the LSTM run once over both batches (``z_ref`` without a
+        gradient). The LSTM is latency-bound: ``2B`` sequences take about as long as ``B``
+        (experiments/README.md), while the audio-rate layers run on each batch alone, so the
+        backward keeps no activations of ``z_ref``'s."""
+        z_ref = jax.lax.stop_gradient(z_ref)
+        at = next((i for i, layer in enumerate(self.layers) if isinstance(layer, SLSTM)), None)
+        if at is None:
+            return self(z), self(z_ref)
+        for layer in self.layers[:at]:
+            z, z_ref = layer(z), layer(z_ref)
+        both = self.layers[at](jnp.concatenate([z, z_ref], axis=0))
+        # The LSTM's output carries z's tangent as a whole: cut the reference's half off it,
+        # or its audio-rate layers would keep activations for a backward that yields zeros.
+        z, z_ref = both[: z.shape[0]], jax.lax.stop_gradient(both[z.shape[0]:])
+        # The reference's audio-rate layers first, finished before the output's begin: the
+        # output's activations are kept for the backward, so running the reference's beside
+        # them would raise the peak by the reference's (about 1 GiB at the headline shapes).
+        for layer in self.layers[at + 1:]:
+            z_ref = layer(z_ref)
+        z, z_ref = jax.lax.optimization_barrier((z, z_ref))
+        for layer in self.layers[at + 1:]:
+            z = layer(z)
+        return z, z_ref
