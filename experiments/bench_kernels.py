@@ -16,14 +16,14 @@ Relative errors are ||a - b|| / ||b||; times are medians of `--repeat` after 3 w
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
+import functools
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from bench_common import make_emit, median_ms  # noqa: E402
 from jaxaudio.runtime import configure_gpu_flags  # noqa: E402  (before jax starts a backend)
 
 
@@ -41,23 +41,8 @@ def main() -> None:
     from jaxaudio.codecs.encodec.lstm import lstm_scan
     from jaxaudio.nn import attention as att
 
-    def emit(**rec):
-        rec["device"] = jax.devices()[0].device_kind
-        line = json.dumps(rec)
-        print(line, flush=True)
-        if a.out:
-            with open(a.out, "a") as f:
-                f.write(line + "\n")
-
-    def timeit(f, *args):
-        for _ in range(3):
-            jax.block_until_ready(f(*args))
-        ts = []
-        for _ in range(a.repeat):
-            t0 = time.perf_counter()
-            jax.block_until_ready(f(*args))
-            ts.append(time.perf_counter() - t0)
-        return round(1e3 * statistics.median(ts), 3)
+    emit = make_emit(a.out)
+    timeit = functools.partial(median_ms, repeat=a.repeat)
 
     rel = lambda x, y: float(jnp.linalg.norm((jnp.asarray(x, jnp.float32) - jnp.asarray(y, jnp.float32)).ravel())
                              / jnp.linalg.norm(jnp.asarray(y, jnp.float32).ravel()))

@@ -118,7 +118,7 @@ def main() -> None:
     from flax import nnx
 
     from jaxaudio.codecs import make_codec
-    from jaxaudio.codecs.encodec.lstm import scan_unroll
+    from jaxaudio.codecs.encodec.lstm import resolve_lstm_impl, scan_unroll
     from jaxaudio.nn.attention import attention_impl
     from jaxaudio.training.cli import parse_config
     from jaxaudio.training.setup import build_discriminator, build_mesh, build_model, replicate
@@ -178,7 +178,7 @@ def main() -> None:
         "semantics": a.semantics, "variant": a.variant, "device": devices[0].device_kind, "devices": len(devices),
         "batch_per_device": a.batch_per_device, "global_batch": b, "clip_seconds": a.clip_seconds,
         "frames": t, "precision": a.precision, "matmul_precision": a.matmul_precision,
-        "attention": attention_impl(compute_dtype), "lstm": "scan", "lstm_unroll": scan_unroll(),
+        "attention": attention_impl(compute_dtype), "lstm": resolve_lstm_impl("auto"), "lstm_unroll": scan_unroll(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "compile_s": round(compile_s, 2), "compilation_cache": a.compilation_cache_dir,
         "cache_entries_before": cache_entries, "jax": jax.__version__,
