@@ -169,10 +169,13 @@ class SEANetDecoder(nnx.Module):
             return self(z), self(z_ref)
         for layer in self.layers[:at]:
             z, z_ref = layer(z), layer(z_ref)
-        both = self.layers[at](jnp.concatenate([z, z_ref], axis=0))
+        # Rows interleaved ([z0, ref0, z1, ref1, ...]), not concatenated: a batch sharded over
+        # devices keeps each device's rows of both on that device.
+        both = jnp.stack([z, z_ref], axis=1).reshape(2 * z.shape[0], *z.shape[1:])
+        both = self.layers[at](both).reshape(z.shape[0], 2, *z.shape[1:])
         # The LSTM's output carries z's tangent as a whole: cut the reference's half off it,
         # or its audio-rate layers would keep activations for a backward that yields zeros.
-        z, z_ref = both[: z.shape[0]], jax.lax.stop_gradient(both[z.shape[0]:])
+        z, z_ref = both[:, 0], jax.lax.stop_gradient(both[:, 1])
         # The reference's audio-rate layers first, finished before the output's begin: the
         # output's activations are kept for the backward, so running the reference's beside
         # them would raise the peak by the reference's (about 1 GiB at the headline shapes).
