@@ -1,10 +1,26 @@
-"""Helpers shared by the kernel benchmarks: one JSON line per record, median device time."""
+"""Helpers shared by the kernel benchmarks: their flags, one JSON line per record, median
+device time."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
 import time
+
+
+def kernel_bench_args(doc: str) -> argparse.Namespace:
+    """``--out``, ``--repeat``, ``--small`` parsed, then cuDNN kept out of XLA's command buffers
+    (:func:`jaxaudio.runtime.configure_gpu_flags`, before jax starts a backend)."""
+    from jaxaudio.runtime import configure_gpu_flags
+
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=None)
+    p.add_argument("--repeat", type=int, default=20)
+    p.add_argument("--small", action="store_true")
+    a = p.parse_args()
+    configure_gpu_flags()
+    return a
 
 
 def make_emit(out: str | None):

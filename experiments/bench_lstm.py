@@ -16,7 +16,6 @@ Relative errors are ||a - b|| / ||b||; times are medians of `--repeat` after 3 w
 
 from __future__ import annotations
 
-import argparse
 import functools
 import sys
 from pathlib import Path
@@ -24,17 +23,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_common import make_emit, median_ms  # noqa: E402
-from jaxaudio.runtime import configure_gpu_flags  # noqa: E402  (before jax starts a backend)
+from bench_common import kernel_bench_args, make_emit, median_ms  # noqa: E402
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default=None)
-    p.add_argument("--repeat", type=int, default=20)
-    p.add_argument("--small", action="store_true")
-    a = p.parse_args()
-    configure_gpu_flags()
+    a = kernel_bench_args(__doc__)
 
     import jax
     import jax.numpy as jnp

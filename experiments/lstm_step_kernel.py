@@ -30,16 +30,11 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
+from jaxaudio.codecs.encodec.lstm import _cell  # the scan's cell, for the edge steps
+
 BLOCK_UNITS = 16  # hidden units per program (x 4 gates); Triton dots need >= 16
 BLOCK_K = 64  # input rows per dot
 MIN_BATCH = 16  # the dots' rows: the batch is padded up to this
-
-
-def _cell(gates, c):
-    i, f, g, o = jnp.split(gates, 4, axis=-1)
-    i, f, o, g = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jax.nn.sigmoid(o), jnp.tanh(g)
-    c = f * c + i * g
-    return o * jnp.tanh(c), c
 
 
 def _step_kernel(u_ref, c_ref, xw_ref, b_ref, w_ref, h_out, c_out, act_out, *, hidden, bk):
