@@ -27,12 +27,13 @@ def test_attention_falls_back_to_the_float32_route_on_cpu(monkeypatch):
 
 
 def test_attention_env_is_checked(monkeypatch):
-    monkeypatch.setenv(ATTENTION_ENV, "flash")
+    monkeypatch.setenv(ATTENTION_ENV, "flash2")
     with pytest.raises(ValueError, match=ATTENTION_ENV):
         attention_impl(jnp.bfloat16)
-    monkeypatch.setenv(ATTENTION_ENV, "cudnn")
-    with pytest.raises(ValueError, match="CUDA GPU"):
-        attention_impl(jnp.bfloat16)
+    for impl in ("cudnn", "pallas"):
+        monkeypatch.setenv(ATTENTION_ENV, impl)
+        with pytest.raises(ValueError, match=f"{ATTENTION_ENV}={impl} needs a CUDA GPU"):
+            attention_impl(jnp.float32)
     # need_weights always takes the explicit route (the weights must be materialised).
     assert attention_impl(jnp.bfloat16, need_weights=True) == "xla"
 

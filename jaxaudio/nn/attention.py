@@ -15,19 +15,30 @@ two. The attention itself takes one of torch's two routes:
 - otherwise ``jax.nn.dot_product_attention`` (torch's ``scaled_dot_product_attention`` route,
   and a fused kernel where the backend has one).
 
-On a CUDA GPU with bf16/fp16 q, k, v (``--precision bf16``) both routes go through cuDNN's
-fused flash attention instead (:func:`attention_impl`), which never materialises the
-``[B, H, Tq, Tk]`` probabilities: in training its dropout acts on the probabilities inside the
-kernel (the original's semantics: rate ``dropout``, kept entries scaled by ``1/(1-p)``). Its
-masks come from cuDNN's Philox generator, not from ``rngs``: each call site has its own seed
-(numbered in trace order) and XLA advances the offset at every execution, so masks differ
-between layers and steps, forward and backward agree, but a resumed run draws other masks than
-an uninterrupted one (the float32 route replays them exactly). ``need_weights=True`` always
-takes the explicit route. ``JAXAUDIO_ATTENTION`` = ``auto`` (the default), ``xla`` (never
-cuDNN) or ``cudnn`` (require it; float32 inputs are then cast to bf16) picks the route when a
-step is traced. cuDNN's dropout state must stay out of XLA's command buffers: ``auto`` takes
-cuDNN only when ``XLA_FLAGS`` sets ``--xla_gpu_enable_command_buffer`` without ``CUDNN``
-(:func:`jaxaudio.runtime.configure_gpu_flags` does; a crash was seen without it).
+Dropout masks come from :func:`jaxaudio.nn.flash_attention.dropout_keep`: one key of stream
+``dropout`` per call, a random key per query row drawn from it, and an integer hash of (row
+key, key frame) per entry. The explicit route evaluates it in XLA, the GPU kernel below in the
+kernel, so both draw the same masks, and a resumed run replays them.
+
+On a CUDA GPU, both routes go through a fused flash attention instead (:func:`attention_impl`),
+which never materialises the ``[B, H, Tq, Tk]`` probabilities and drops them inside the kernel
+(the original's semantics: rate ``dropout``, kept entries scaled by ``1/(1-p)``):
+
+- float32 q, k, v: the Pallas (Triton) kernel of :mod:`jaxaudio.nn.flash_attention`, at the
+  step's matmul precision (TF32 by default, as the explicit route's products), head widths
+  that are powers of two from 16 to 256;
+- bf16/fp16 (``--precision bf16``): cuDNN's fused flash attention. Its masks come from cuDNN's
+  Philox generator, not from ``rngs``: each call site has its own seed (numbered in trace
+  order) and XLA advances the offset at every execution, so masks differ between layers and
+  steps, forward and backward agree, but a resumed run draws other masks than an
+  uninterrupted one. cuDNN's dropout state must stay out of XLA's command buffers: ``auto``
+  takes cuDNN only when ``XLA_FLAGS`` sets ``--xla_gpu_enable_command_buffer`` without
+  ``CUDNN`` (:func:`jaxaudio.runtime.configure_gpu_flags` does; a crash was seen without it).
+
+``need_weights=True`` always takes the explicit route. ``JAXAUDIO_ATTENTION`` = ``auto`` (the
+default), ``xla`` (never a fused kernel), ``pallas`` (require the Pallas kernel; bf16 inputs
+are computed in float32) or ``cudnn`` (require cuDNN; float32 inputs are cast to bf16) picks
+the route when a step is traced.
 
 Shapes: ``B`` batch, ``Tq``/``Tk`` query/key frames, ``E`` embedding, ``H`` heads.
 """
@@ -44,6 +55,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jaxaudio.nn import flash_attention as flash
 from jaxaudio.nn.layers import Linear, torch_uniform
 
 
@@ -55,12 +67,12 @@ def attention_weights(q: jax.Array, k: jax.Array) -> jax.Array:
     return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(q.dtype)
 
 
-def _dropout(x: jax.Array, rate: float, key: jax.Array) -> jax.Array:
-    """Inverted dropout with the same draw as ``nnx.Dropout`` (one key of stream ``dropout``)."""
+def _dropout(probs: jax.Array, rate: float, key: jax.Array) -> jax.Array:
+    """Inverted dropout on probabilities ``[B, H, Tq, Tk]``, the flash kernel's masks."""
     if rate >= 1.0:
-        return jnp.zeros_like(x)
-    keep = jax.random.bernoulli(key, 1.0 - rate, x.shape)
-    return jnp.where(keep, x / (1.0 - rate), jnp.zeros_like(x))
+        return jnp.zeros_like(probs)
+    keep = flash.dropout_keep(key, probs.shape, rate)
+    return jnp.where(keep, probs / (1.0 - rate), jnp.zeros_like(probs))
 
 
 @functools.partial(jax.checkpoint, static_argnums=(3,))
@@ -74,7 +86,7 @@ def _attend_with_dropout(q: jax.Array, k: jax.Array, v: jax.Array, rate: float,
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
-ATTENTION_IMPLS = ("auto", "xla", "cudnn")
+ATTENTION_IMPLS = ("auto", "xla", "pallas", "cudnn")
 ATTENTION_ENV = "JAXAUDIO_ATTENTION"
 _LOW_PRECISION = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 # Static cuDNN dropout seeds, one per traced call site, so that layers draw different masks.
@@ -96,20 +108,27 @@ def cudnn_command_buffers_off(xla_flags: str | None = None) -> bool:
     return bool(m) and "CUDNN" not in m[-1].upper().split(",")
 
 
-def attention_impl(dtype, *, need_weights: bool = False) -> str:
-    """The route for q, k, v of ``dtype``: ``"cudnn"`` or ``"xla"`` (see the module doc)."""
+def attention_impl(dtype, *, need_weights: bool = False, head_dim: int = 16) -> str:
+    """The route for q, k, v of ``dtype`` and ``head_dim``: ``"cudnn"``, ``"pallas"`` or
+    ``"xla"`` (see the module doc)."""
     impl = os.environ.get(ATTENTION_ENV, "auto").strip().lower() or "auto"
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"{ATTENTION_ENV} must be one of {ATTENTION_IMPLS}, got {impl!r}")
     if impl == "xla" or need_weights:
         return "xla"
-    if impl == "cudnn":
+    if impl in ("cudnn", "pallas"):
         if not cudnn_attention_available():
-            raise ValueError(f"{ATTENTION_ENV}=cudnn needs a CUDA GPU as JAX's default backend "
+            raise ValueError(f"{ATTENTION_ENV}={impl} needs a CUDA GPU as JAX's default backend "
                              f"(it is {jax.default_backend()!r}); use auto or xla")
-        return "cudnn"
-    low = jnp.dtype(dtype) in _LOW_PRECISION
-    return "cudnn" if low and cudnn_attention_available() and cudnn_command_buffers_off() else "xla"
+        if impl == "pallas" and not flash.supported_head_dim(head_dim):
+            raise ValueError(f"{ATTENTION_ENV}=pallas: head width {head_dim} is not a power of "
+                             f"two in [16, 256]; use auto or xla")
+        return impl
+    if not cudnn_attention_available():
+        return "xla"
+    if jnp.dtype(dtype) in _LOW_PRECISION:
+        return "cudnn" if cudnn_command_buffers_off() else "xla"
+    return "pallas" if flash.supported_head_dim(head_dim) else "xla"
 
 
 def _attend_cudnn(q: jax.Array, k: jax.Array, v: jax.Array, rate: float) -> jax.Array:
@@ -190,7 +209,13 @@ class MultiheadAttention(nnx.Module):
             query, key, value = (swapped[id(a)] for a in (query, key, value))  # keeps `is`
         q, k, v = self._in_projection(query, key, value)
         weights = None
-        if attention_impl(q.dtype, need_weights=need_weights) == "cudnn":
+        impl = attention_impl(q.dtype, need_weights=need_weights, head_dim=q.shape[-1])
+        if impl == "pallas":
+            drop_key = rngs.dropout() if use_dropout else None
+            out = flash.flash_attention(*(a.astype(jnp.float32) for a in (q, k, v)),
+                                        rate=self.dropout if use_dropout else 0.0,
+                                        key=drop_key).astype(q.dtype)
+        elif impl == "cudnn":
             # The key is still drawn so that every later dropout sees the same stream either way.
             rate = self.dropout if use_dropout else 0.0
             if use_dropout:

@@ -34,6 +34,7 @@ from jaxaudio.agents.registry import get_agent
 from jaxaudio.codecs.base import decode_pair
 from jaxaudio.data.cache import codec_fields
 from jaxaudio.models.complementary_masking import apply_complementary_mask
+from jaxaudio.nn.flash_attention import batch_sharded
 from jaxaudio.nn.functional import unbiased_std
 from jaxaudio.training import gan
 from jaxaudio.training.config import TrainConfig
@@ -96,7 +97,8 @@ class Steps:
         rngs = nnx.Rngs(dropout=jax.random.fold_in(key, 0), noise=jax.random.fold_in(key, 1))
         x = in_lat.astype(self.compute_dtype)
         y = tgt_lat.astype(self.compute_dtype) if self.cfg.cascade else None
-        out = model(x, y, train=train, rngs=rngs)
+        with batch_sharded(self.mesh):  # the Pallas attention kernel runs per device
+            out = model(x, y, train=train, rngs=rngs)
         _, _, new_buffers = nnx.split(model, nnx.Param, ...)
         new_buffers = jax.tree.map(lambda new, old: new.astype(old.dtype), new_buffers, buffers)
         losses = {k: jnp.asarray(v, jnp.float32) for k, v in (out.losses or {}).items()}

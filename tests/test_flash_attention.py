@@ -1,0 +1,153 @@
+"""The Pallas flash attention (``jaxaudio.nn.flash_attention``) in Pallas's interpreter on the
+CPU: forward and gradients against the explicit route with the same dropout masks, the masks'
+statistics, and the per-device run under a ``data`` mesh. The GPU compiles the same kernels
+(``experiments/bench_kernels.py`` checks them there)."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from jaxaudio.nn import attention as att
+from jaxaudio.nn import flash_attention as flash
+
+
+def _qkv(shape_q, shape_kv, seed=0):
+    ks = jax.random.split(jax.random.key(seed), 4)
+    q = jax.random.normal(ks[0], shape_q)
+    k, v = (jax.random.normal(ks[i], shape_kv) for i in (1, 2))
+    return q, k, v, jax.random.normal(ks[3], shape_q)
+
+
+def _explicit(q, k, v, rate, key):
+    """The explicit route (softmax, dropout with the flash masks, @ v), not rematerialised."""
+    probs = att.attention_weights(q, k)
+    if rate > 0:
+        probs = att._dropout(probs, rate, key)
+    return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+
+
+@pytest.mark.parametrize("rate", [0.0, 0.3])
+@pytest.mark.parametrize("tq,tk,heads,d", [(100, 100, 2, 16), (70, 130, 1, 32), (100, 64, 1, 16)])
+def test_flash_matches_the_explicit_route_with_the_same_masks(rate, tq, tk, heads, d):
+    # frames not a multiple of the 64-frame tile; cross attention with more keys than queries,
+    # and with fewer (a whole tile of padded keys)
+    q, k, v, g = _qkv((2, tq, heads, d), (2, tk, heads, d))
+    key = jax.random.key(7)
+    with jax.default_matmul_precision("highest"):
+        def loss(fn):
+            return lambda q, k, v: jnp.sum(fn(q, k, v) * g)
+        fl = lambda q, k, v: flash.flash_attention(q, k, v, rate=rate, key=key, interpret=True)
+        ex = lambda q, k, v: _explicit(q, k, v, rate, key)
+        out, ref = jax.jit(fl)(q, k, v), jax.jit(ex)(q, k, v)
+        grads = jax.jit(jax.grad(loss(fl), (0, 1, 2)))(q, k, v)
+        ref_grads = jax.jit(jax.grad(loss(ex), (0, 1, 2)))(q, k, v)
+    chex.assert_shape(out, (2, tq, heads, d))
+    np.testing.assert_allclose(out, ref, rtol=2e-5, atol=2e-5)
+    for a, b in zip(grads, ref_grads):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=5e-5)
+    if rate > 0:  # the masks did act: dropout moves the output
+        assert float(jnp.max(jnp.abs(out - _explicit(q, k, v, 0.0, key)))) > 0.1
+
+
+def test_the_rematerialised_training_route_draws_the_same_masks():
+    q, k, v, g = _qkv((2, 40, 2, 16), (2, 40, 2, 16), seed=1)
+    key = jax.random.key(3)
+    with jax.default_matmul_precision("highest"):
+        remat = jax.jit(jax.value_and_grad(
+            lambda v: jnp.sum(att._attend_with_dropout(q, k, v, 0.2, key) * g)))(v)
+        fl = jax.jit(jax.value_and_grad(lambda v: jnp.sum(
+            flash.flash_attention(q, k, v, rate=0.2, key=key, interpret=True) * g)))(v)
+    chex.assert_trees_all_close(remat, fl, rtol=2e-5, atol=2e-5)
+
+
+def test_dropout_masks_keep_the_rate_and_are_independent():
+    rate = 0.1
+    keep = np.asarray(flash.dropout_keep(jax.random.key(0), (4, 8, 512, 512), rate))
+    n = keep.size
+    # the keep rate within 5 standard deviations of 1 - rate
+    assert abs(keep.mean() - (1 - rate)) < 5 * np.sqrt(rate * (1 - rate) / n)
+    # neighbours along keys, along queries and across heads are independent: P(both kept)
+    p2 = (1 - rate) ** 2
+    tol = 5 * np.sqrt(p2 * (1 - p2) / (n // 2))
+    for a, b in ((keep[..., 1:], keep[..., :-1]), (keep[..., 1:, :], keep[..., :-1, :]),
+                 (keep[:, 1:], keep[:, :-1])):
+        assert abs(np.mean(a & b) - p2) < tol
+    # per-row keep counts spread like a binomial (no row or column structure)
+    rows = keep.sum(-1).ravel()
+    assert abs(rows.std() / np.sqrt(512 * rate * (1 - rate)) - 1) < 0.1
+    other = np.asarray(flash.dropout_keep(jax.random.key(1), (4, 8, 512, 512), rate))
+    assert abs(np.mean(keep & other) - p2) < tol  # another key, another mask
+    np.testing.assert_array_equal(
+        keep, np.asarray(flash.dropout_keep(jax.random.key(0), (4, 8, 512, 512), rate)))
+
+
+def test_flash_runs_per_device_under_a_data_mesh():
+    assert len(jax.devices()) >= 4, "conftest configures 4 fake CPU devices"
+    mesh = Mesh(np.asarray(jax.devices()[:4]), ("data",))
+    q, k, v, g = _qkv((4, 50, 2, 16), (4, 50, 2, 16), seed=2)
+    key = jax.random.key(5)
+
+    def loss(q, k, v):
+        return jnp.sum(flash.flash_attention(q, k, v, rate=0.1, key=key, interpret=True) * g)
+
+    with jax.default_matmul_precision("highest"):
+        one = jax.jit(jax.value_and_grad(loss, (0, 1, 2)))(q, k, v)
+        sharding = NamedSharding(mesh, P("data"))
+
+        def sharded(q, k, v):
+            with flash.batch_sharded(mesh):
+                return jax.value_and_grad(loss, (0, 1, 2))(q, k, v)
+
+        fn = jax.jit(sharded, in_shardings=(sharding,) * 3)
+        four = fn(*(jax.device_put(a, sharding) for a in (q, k, v)))
+        text = fn.lower(q, k, v).as_text()
+    assert "shard_map" in text or "sdy.manual_computation" in text  # the kernels run per device
+    # Each device draws its rows' masks from the same row keys: the result is the same.
+    chex.assert_trees_all_close(four, one, rtol=1e-5, atol=1e-5)
+
+
+def test_flash_rejects_bad_arguments():
+    q, k, v, _ = _qkv((1, 8, 1, 16), (1, 8, 1, 16))
+    with pytest.raises(ValueError, match="head width 12"):
+        flash.flash_attention(q[..., :12], k[..., :12], v[..., :12], interpret=True)
+    with pytest.raises(ValueError, match="dropout key"):
+        flash.flash_attention(q, k, v, rate=0.1, interpret=True)
+    with pytest.raises(ValueError, match=r"k \(1, 8, 1, 16\), v \(1, 9, 1, 16\)"):
+        flash.flash_attention(q, k, jnp.zeros((1, 9, 1, 16)), interpret=True)
+
+
+def test_the_module_takes_the_kernel_on_a_gpu_and_draws_the_explicit_routes_masks(monkeypatch):
+    """``MultiheadAttention`` in training: the route a CUDA GPU would take for float32 (the
+    kernel, here in the interpreter) gives the explicit route's output and gradients, dropout
+    included, from the same ``rngs``."""
+    import functools
+
+    from flax import nnx
+
+    from jaxaudio.nn import MultiheadAttention
+
+    monkeypatch.delenv(att.ATTENTION_ENV, raising=False)
+    monkeypatch.setattr(att, "cudnn_attention_available", lambda: True)
+    monkeypatch.setattr(att, "cudnn_command_buffers_off", lambda: True)
+    assert att.attention_impl(jnp.float32, head_dim=16) == "pallas"
+    assert att.attention_impl(jnp.float32, head_dim=12) == "xla"
+    assert att.attention_impl(jnp.bfloat16, head_dim=16) == "cudnn"
+    monkeypatch.setattr(flash, "flash_attention",
+                        functools.partial(flash.flash_attention, interpret=True))
+    mha = MultiheadAttention(32, 2, dropout=0.2, batch_first=True, rngs=nnx.Rngs(0))
+    x = jax.random.normal(jax.random.key(4), (2, 50, 32))
+
+    def run():
+        def loss(x):
+            out, _ = mha(x, x, x, train=True, rngs=nnx.Rngs(dropout=jax.random.key(9)))
+            return jnp.sum(out ** 2)
+        with jax.default_matmul_precision("highest"):
+            return jax.jit(jax.value_and_grad(loss))(x)
+
+    kernel = run()
+    monkeypatch.setenv(att.ATTENTION_ENV, "xla")
+    explicit = run()
+    chex.assert_trees_all_close(kernel, explicit, rtol=2e-5, atol=2e-5)
