@@ -9,15 +9,18 @@ import statistics
 import time
 
 
-def kernel_bench_args(doc: str) -> argparse.Namespace:
-    """``--out``, ``--repeat``, ``--small`` parsed, then cuDNN kept out of XLA's command buffers
-    (:func:`jaxaudio.runtime.configure_gpu_flags`, before jax starts a backend)."""
+def kernel_bench_args(doc: str, parts: tuple[str, ...] = ()) -> argparse.Namespace:
+    """``--out``, ``--repeat``, ``--small`` (and ``--parts`` from ``parts``) parsed, then cuDNN
+    kept out of XLA's command buffers (:func:`jaxaudio.runtime.configure_gpu_flags`, before jax
+    starts a backend)."""
     from jaxaudio.runtime import configure_gpu_flags
 
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=None)
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--small", action="store_true")
+    if parts:
+        p.add_argument("--parts", nargs="+", choices=parts, default=list(parts))
     a = p.parse_args()
     configure_gpu_flags()
     return a

@@ -1,13 +1,19 @@
-"""GPU parity and timing of the two kernels the headline step changed (one H200):
+"""GPU parity and timing of the kernels the headline step changed (one H200):
 
-1. attention: cuDNN fused attention (bf16, in-kernel dropout) against the explicit route
-   (``jaxaudio.nn.attention``): output and gradients with dropout off, forward/backward mask
-   agreement with dropout on, masks changing between executions, and forward+backward time of
-   12 attention calls (the cascade's 2 x 6 layers) at the training shape ``[8, 1200, 8, 16]``;
-2. EnCodec LSTM: ``lstm_scan`` with ``unroll`` 1/4/8, forward and forward+backward over
-   ``[1200, 8, 512]`` (the codec's LSTM at 16 s), and the unrolled result against the rolled.
+1. EnCodec LSTM: ``lstm_scan`` with ``unroll`` 1/4/8, forward and forward+backward over
+   ``[1200, 8, 512]`` (the codec's LSTM at 16 s), and the unrolled result against the rolled;
+2. attention, the float32 route: the Pallas flash kernel (``jaxaudio.nn.flash_attention``)
+   against the explicit route on the same inputs and the same dropout masks, at full float32
+   and at default precision (TF32), output and gradients, dropout off and on (0.1);
+3. attention, the bf16 route: cuDNN fused attention (in-kernel dropout) against the explicit
+   route: output and gradients with dropout off, forward/backward mask agreement with dropout
+   on, masks changing between executions;
+4. forward+backward time of 12 attention calls (the cascade's 2 x 6 layers) at the training
+   shapes ``[8, 1200, 8, 16]`` and ``[8, 1200, 4, 64]`` (the masking agent's) with dropout 0.1:
+   the explicit route (rematerialised) at fp32 and bf16, cuDNN at bf16, the flash kernel at
+   fp32 over tile sizes and warp counts.
 
-    python experiments/bench_kernels.py --out results/h200_kernels.jsonl
+    python experiments/bench_kernels.py --out results/h200_kernels.jsonl [--parts parity timing]
     python experiments/bench_kernels.py --small          # CPU smoke test (LSTM part only)
 
 Relative errors are ||a - b|| / ||b||; times are medians of `--repeat` after 3 warm-ups.
@@ -26,13 +32,14 @@ from bench_common import kernel_bench_args, make_emit, median_ms  # noqa: E402
 
 
 def main() -> None:
-    a = kernel_bench_args(__doc__)
+    a = kernel_bench_args(__doc__, parts=("lstm", "parity", "timing"))
 
     import jax
     import jax.numpy as jnp
 
     from jaxaudio.codecs.encodec.lstm import lstm_scan
     from jaxaudio.nn import attention as att
+    from jaxaudio.nn import flash_attention as flash
 
     emit = make_emit(a.out)
     timeit = functools.partial(median_ms, repeat=a.repeat)
@@ -43,6 +50,108 @@ def main() -> None:
     normal = lambda i, shape, dt=jnp.float32: jax.random.normal(jax.random.fold_in(key, i), shape).astype(dt)
 
     # --- EnCodec LSTM unroll -------------------------------------------------------------
+    if "lstm" in a.parts:
+        lstm_unroll(a, normal, emit, timeit, rel, lstm_scan)
+
+    if not att.cudnn_attention_available():
+        emit(case="attention", skipped="no CUDA GPU: the fused routes do not exist here")
+        return
+
+    shapes = ((2, 100, 2, 16), (2, 100, 1, 64)) if a.small else ((8, 1200, 8, 16), (8, 1200, 4, 64))
+    if "parity" in a.parts:
+        attention_parity(a, normal, emit, rel, shapes, att, flash)
+    if "timing" in a.parts:
+        attention_timing(a, normal, emit, timeit, shapes, att, flash)
+
+
+def attention_parity(a, normal, emit, rel, shapes, att, flash):
+    """The float32 flash kernel against the explicit route (same masks), then cuDNN's."""
+    import jax
+    import jax.numpy as jnp
+
+    def explicit(q, k, v, rate, key):
+        probs = att.attention_weights(q, k)
+        if rate > 0:
+            probs = att._dropout(probs, rate, key)
+        return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
+
+    key_m = jax.random.key(2)
+    for shape in shapes:
+        q, k, v, go = (normal(50 + i, shape) for i in range(4))
+        for precision in ("highest", "default"):
+            for rate in (0.0, 0.1):
+                with jax.default_matmul_precision(precision):
+                    f_fl = lambda q, k, v: flash.flash_attention(q, k, v, rate=rate, key=key_m)
+                    f_ex = lambda q, k, v: explicit(q, k, v, rate, key_m)
+                    loss = lambda fn: (lambda q, k, v: jnp.sum(fn(q, k, v) * go))
+                    o_fl, o_ex = jax.jit(f_fl)(q, k, v), jax.jit(f_ex)(q, k, v)
+                    g_fl = jax.jit(jax.grad(loss(f_fl), (0, 1, 2)))(q, k, v)
+                    with jax.default_matmul_precision("highest"):
+                        g_hi = jax.jit(jax.grad(loss(f_ex), (0, 1, 2)))(q, k, v)
+                        o_hi = jax.jit(f_ex)(q, k, v)
+                    g_ex = jax.jit(jax.grad(loss(f_ex), (0, 1, 2)))(q, k, v)
+                emit(case="flash_parity", shape=list(shape), precision=precision, rate=rate,
+                     rel_out=rel(o_fl, o_ex), rel_dq=rel(g_fl[0], g_ex[0]),
+                     rel_dk=rel(g_fl[1], g_ex[1]), rel_dv=rel(g_fl[2], g_ex[2]),
+                     explicit_rel_out_vs_highest=rel(o_ex, o_hi),
+                     flash_rel_out_vs_highest=rel(o_fl, o_hi),
+                     flash_rel_dq_vs_highest=rel(g_fl[0], g_hi[0]),
+                     explicit_rel_dq_vs_highest=rel(g_ex[0], g_hi[0]))
+    cudnn_parity(att, normal, emit, rel, shapes)
+
+
+
+def attention_timing(a, normal, emit, timeit, shapes, att, flash):
+    """Forward and forward+backward of 12 attention calls with dropout 0.1 (the cascade's
+    2 x 6 layers): the explicit route (rematerialised) at fp32 and bf16, cuDNN at bf16, and the
+    flash kernel at fp32 over tile sizes and warp counts; for each head width of ``shapes``."""
+    import jax
+    import jax.numpy as jnp
+
+    key_d = jax.random.key(1)
+
+    def stack(route, go):
+        def f(q, k, v):
+            tot = 0.0
+            for i in range(12):
+                kd = jax.random.fold_in(key_d, i)
+                if route == "cudnn":
+                    o = att._attend_cudnn(q, k, v, 0.1)
+                elif route == "flash":
+                    o = flash.flash_attention(q, k, v, rate=0.1, key=kd)
+                else:
+                    o = att._attend_with_dropout(q, k, v, 0.1, kd)
+                tot = tot + jnp.sum(o.astype(jnp.float32) * go.astype(o.dtype))
+            return tot
+        return jax.jit(jax.grad(f, (0, 1, 2))), jax.jit(f)
+
+    for shape in shapes:
+        d = shape[-1]
+        go = normal(30, shape)
+        runs = [("xla_remat", jnp.float32, None), ("xla_remat", jnp.bfloat16, None),
+                ("cudnn", jnp.bfloat16, None)]
+        blocks = (16, 32, 64) if d <= 16 else (32, 64)
+        runs += [("flash", jnp.float32, (blk, w)) for blk in blocks for w in (1, 2, 4)]
+        chosen = flash.tiles(d)
+        for route, dtype, tiles in runs:
+            q, k, v = (normal(40 + i, shape, dtype) for i in range(3))
+            if tiles:
+                flash.TILES[d] = tiles
+            try:
+                fb, fw = stack(route, go)
+                emit(case="attention_12_calls", route=route, dtype=jnp.dtype(dtype).name,
+                     tiles=tiles, shape=list(shape), fwd_bwd_ms=timeit(fb, q, k, v),
+                     fwd_ms=timeit(fw, q, k, v))
+            except Exception as e:  # a tile shape Triton cannot compile is a result too
+                emit(case="attention_12_calls", route=route, tiles=tiles, shape=list(shape),
+                     error=repr(e)[:300])
+        flash.TILES[d] = chosen
+
+
+def lstm_unroll(a, normal, emit, timeit, rel, lstm_scan):
+    import jax
+    import jax.numpy as jnp
+
     t, b, h = (50, 2, 16) if a.small else (1200, 8, 512)
     x = normal(1, (t, b, h))
     layers = [tuple(0.05 * normal(10 * l + j, shp) for j, shp in
@@ -57,16 +166,18 @@ def main() -> None:
         emit(case="lstm_scan_unroll", unroll=unroll, shape=[t, b, h], forward_ms=timeit(fwd, x),
              forward_backward_ms=timeit(fb, x), rel_vs_unroll1=rel(y, ref))
 
-    if not att.cudnn_attention_available():
-        emit(case="attention", skipped="no CUDA GPU: the cuDNN route does not exist here")
-        return
+
+
+def cudnn_parity(att, normal, emit, rel, shapes):
+    import jax
+    import jax.numpy as jnp
 
     # --- attention parity ------------------------------------------------------------------
     def reference(q, k, v):  # the explicit route, float32 arithmetic on the same bf16 inputs
         q, k, v = (z.astype(jnp.float32) for z in (q, k, v))
         return jnp.einsum("bhqk,bkhd->bqhd", att.attention_weights(q, k), v)
 
-    for shape in ((8, 1200, 8, 16), (8, 1200, 4, 64)):  # cascade layers, masking agent
+    for shape in shapes:  # cascade layers, masking agent
         q, k, v, go = (normal(20 + i, shape, jnp.bfloat16) for i in range(4))
         loss = lambda fn: (lambda q, k, v: jnp.sum(fn(q, k, v).astype(jnp.float32) * go))
         out_c = jax.jit(lambda q, k, v: att._attend_cudnn(q, k, v, 0.0))(q, k, v)
@@ -89,28 +200,6 @@ def main() -> None:
              dropout_fwd_bwd_mismatch=agree, dropout_rel_between_executions=rel(o1, o2),
              dropout_rel_vs_no_dropout=rel(o1, out_c),
              dropout_mean_kept_mass=float(jnp.mean(drop(q, k, ones).astype(jnp.float32))))
-
-    # --- attention timing: 12 calls forward+backward, training (dropout 0.1) -----------------
-    shape = (8, 1200, 8, 16)
-    key_d = jax.random.key(1)
-
-    def stack(route, dtype):
-        def f(q, k, v):
-            tot = 0.0
-            for i in range(12):
-                if route == "cudnn":
-                    o = att._attend_cudnn(q, k, v, 0.1)
-                else:
-                    o = att._attend_with_dropout(q, k, v, 0.1, jax.random.fold_in(key_d, i))
-                tot = tot + jnp.sum(o.astype(jnp.float32) * go32.astype(o.dtype))
-            return tot
-        return jax.jit(jax.grad(f, (0, 1, 2)))
-
-    go32 = normal(30, shape)
-    for route, dtype in (("xla_remat", jnp.float32), ("xla_remat", jnp.bfloat16), ("cudnn", jnp.bfloat16)):
-        q, k, v = (normal(40 + i, shape, dtype) for i in range(3))
-        emit(case="attention_12_calls_fwd_bwd", route=route, dtype=jnp.dtype(dtype).name,
-             shape=list(shape), ms=timeit(stack(route, dtype), q, k, v))
 
 
 if __name__ == "__main__":

@@ -7,18 +7,10 @@
 # in its own warm process. Results: $OUT/{env.txt,kernels.jsonl,train_step.jsonl,all.log}.
 #   bash experiments/bench_perf_h200.sh
 set -u
-O=${OUT:-/tmp/perf_out}; mkdir -p "$O"
-export PYTHONUNBUFFERED=1 TF_CPP_MIN_LOG_LEVEL=2
-PY=${PY:-python3}
-C=/tmp/jcc_perf; rm -rf "$C"
-R=$O/train_step.jsonl; L=$O/all.log
-B="$PY experiments/bench_train_step.py --compilation_cache_dir $C --out $R"
-say() { echo "=== t=${SECONDS}s $*" | tee -a "$L"; }
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
-  $PY -c 'import jax, flax, optax; print(jax.__version__, flax.__version__, optax.__version__, jax.devices())'
-  git log -1 --format=%H 2>/dev/null; } > "$O/env.txt" 2>&1
+O=${OUT:-/tmp/perf_out}; C=/tmp/jcc_perf
+source "$(dirname "$0")/bench_env.sh"
 say kernels
-timeout 150 $PY experiments/bench_kernels.py --out "$O/kernels.jsonl" >> "$L" 2>&1
+timeout 150 $PY experiments/bench_kernels.py --parts lstm parity --out "$O/kernels.jsonl" >> "$L" 2>&1
 say "cached fp32 cold"
 timeout 200 $B --compile_only >> "$L" 2>&1
 say "cached fp32 warm"
