@@ -178,7 +178,7 @@ def main() -> None:
         "semantics": a.semantics, "variant": a.variant, "device": devices[0].device_kind, "devices": len(devices),
         "batch_per_device": a.batch_per_device, "global_batch": b, "clip_seconds": a.clip_seconds,
         "frames": t, "precision": a.precision, "matmul_precision": a.matmul_precision,
-        "attention": attention_impl(compute_dtype), "lstm": resolve_lstm_impl("auto"), "lstm_unroll": scan_unroll(),
+        "attention": attention_impl(compute_dtype, head_dim=cfg.encoding_dim // cfg.nhead), "lstm": resolve_lstm_impl("auto"), "lstm_unroll": scan_unroll(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "compile_s": round(compile_s, 2), "compilation_cache": a.compilation_cache_dir,
         "cache_entries_before": cache_entries, "jax": jax.__version__,

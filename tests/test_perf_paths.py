@@ -16,8 +16,8 @@ from jaxaudio.nn.attention import ATTENTION_ENV, attention_impl, cudnn_command_b
 
 def test_attention_falls_back_to_the_float32_route_on_cpu(monkeypatch):
     monkeypatch.delenv(ATTENTION_ENV, raising=False)
-    assert attention_impl(jnp.bfloat16) == "xla"
-    assert attention_impl(jnp.float32) == "xla"
+    assert attention_impl(jnp.bfloat16, head_dim=16) == "xla"
+    assert attention_impl(jnp.float32, head_dim=16) == "xla"
     # The bf16 module output on the CPU is the explicit route's, whatever the variable says.
     mha = MultiheadAttention(16, 2, dropout=0.0, batch_first=True, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 5, 16))
@@ -29,13 +29,13 @@ def test_attention_falls_back_to_the_float32_route_on_cpu(monkeypatch):
 def test_attention_env_is_checked(monkeypatch):
     monkeypatch.setenv(ATTENTION_ENV, "flash2")
     with pytest.raises(ValueError, match=ATTENTION_ENV):
-        attention_impl(jnp.bfloat16)
+        attention_impl(jnp.bfloat16, head_dim=16)
     for impl in ("cudnn", "pallas"):
         monkeypatch.setenv(ATTENTION_ENV, impl)
         with pytest.raises(ValueError, match=f"{ATTENTION_ENV}={impl} needs a CUDA GPU"):
-            attention_impl(jnp.float32)
+            attention_impl(jnp.float32, head_dim=16)
     # need_weights always takes the explicit route (the weights must be materialised).
-    assert attention_impl(jnp.bfloat16, need_weights=True) == "xla"
+    assert attention_impl(jnp.bfloat16, head_dim=16, need_weights=True) == "xla"
 
 
 def test_cudnn_command_buffer_flag_parsing():

@@ -108,9 +108,9 @@ def cudnn_command_buffers_off(xla_flags: str | None = None) -> bool:
     return bool(m) and "CUDNN" not in m[-1].upper().split(",")
 
 
-def attention_impl(dtype, *, need_weights: bool = False, head_dim: int = 16) -> str:
-    """The route for q, k, v of ``dtype`` and ``head_dim``: ``"cudnn"``, ``"pallas"`` or
-    ``"xla"`` (see the module doc)."""
+def attention_impl(dtype, *, head_dim: int, need_weights: bool = False) -> str:
+    """The route for q, k, v of ``dtype`` with ``head_dim`` features per head: ``"cudnn"``,
+    ``"pallas"`` or ``"xla"`` (see the module doc)."""
     impl = os.environ.get(ATTENTION_ENV, "auto").strip().lower() or "auto"
     if impl not in ATTENTION_IMPLS:
         raise ValueError(f"{ATTENTION_ENV} must be one of {ATTENTION_IMPLS}, got {impl!r}")
