@@ -9,7 +9,7 @@ import pytest
 from flax import nnx
 
 from jaxaudio import runtime
-from jaxaudio.codecs.encodec.lstm import UNROLL_ENV, lstm_scan, scan_unroll
+from jaxaudio.codecs.encodec.lstm import GRAD_ENV, UNROLL_ENV, lstm_grad_mode, lstm_scan, scan_unroll
 from jaxaudio.nn import MultiheadAttention
 from jaxaudio.nn.attention import ATTENTION_ENV, attention_impl, cudnn_command_buffers_off
 
@@ -66,6 +66,52 @@ def test_lstm_unroll_matches_the_rolled_scan(monkeypatch):
     monkeypatch.setenv(UNROLL_ENV, "0")
     with pytest.raises(ValueError, match=UNROLL_ENV):
         scan_unroll()
+
+
+@pytest.mark.parametrize("n_layers", [1, 2, 3])
+def test_lstm_recomputed_gradient_equals_autodiff(monkeypatch, n_layers):
+    """The scan's custom gradient (states kept, gates recomputed in one product, the reverse
+    recurrence as a scan) against JAX's autodiff of the same scan: for the input and for every
+    weight and bias, with idle wavefront steps (layers > 1) and an unroll that does not divide
+    the steps. Also its memory: less XLA temporary space than autodiff at the codec's size."""
+    monkeypatch.delenv(GRAD_ENV, raising=False)
+    assert lstm_grad_mode() == "recompute"
+    rng = np.random.default_rng(n_layers)
+    h, t, b = 8, 13, 3
+    layers = [tuple(jnp.asarray(0.4 * rng.standard_normal(s), jnp.float32)
+                    for s in ((4 * h, 5 if l == 0 else h), (4 * h, h), (4 * h,), (4 * h,)))
+              for l in range(n_layers)]
+    x = jnp.asarray(rng.standard_normal((t, b, 5)), jnp.float32)
+    ct = jnp.asarray(rng.standard_normal((t, b, h)), jnp.float32)
+
+    def grads(mode):
+        loss = lambda x, ls: jnp.sum(lstm_scan(x, ls, "highest", 4, mode) * ct)
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, layers)
+
+    (v_r, g_r), (v_a, g_a) = grads("recompute"), grads("autodiff")
+    # the same forward (kept states change XLA's fusion: float32 round-off apart)
+    chex.assert_trees_all_close(v_r, v_a, rtol=1e-6)
+    chex.assert_trees_all_close(g_r, g_a, rtol=1e-5, atol=1e-5)
+    assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(g_r))
+    monkeypatch.setenv(GRAD_ENV, "bogus")
+    with pytest.raises(ValueError, match=GRAD_ENV):
+        lstm_grad_mode()
+
+
+def test_lstm_recomputed_gradient_needs_less_memory():
+    """At EnCodec's LSTM size (two layers of 512, 1200 frames, batch 8; weights frozen, the
+    input's gradient only), XLA's buffer assignment for forward+backward needs at least 150 MiB
+    less temporary space with the recomputed gradient than with autodiff at unroll 8 (on the
+    CPU, 642 against 922 MiB; on an H200 the train step's peak fell by 0.30 GiB)."""
+    h, t, b = 512, 1200, 8
+    layers = [tuple(jnp.zeros(s, jnp.float32) for s in ((4 * h, h), (4 * h, h), (4 * h,), (4 * h,)))] * 2
+    x = jax.ShapeDtypeStruct((t, b, h), jnp.float32)
+
+    def temp_mib(mode):
+        f = jax.jit(jax.grad(lambda x: jnp.sum(lstm_scan(x, layers, None, 8, mode))))
+        return f.lower(x).compile().memory_analysis().temp_size_in_bytes / 2**20
+
+    assert temp_mib("autodiff") - temp_mib("recompute") > 150
 
 
 @pytest.fixture

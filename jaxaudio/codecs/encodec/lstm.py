@@ -18,10 +18,18 @@ unrolled :data:`GPU_UNROLL` steps per loop iteration (:func:`scan_unroll`), whic
 fuse across steps and cuts the per-iteration overhead; on the CPU it stays rolled.
 ``JAXAUDIO_LSTM_UNROLL=N`` overrides the choice (1 = rolled). Same arithmetic; XLA fuses the
 unrolled body differently, so results move by float32 round-off (5e-8 relative on the CPU).
+
+The scan's gradient is its own (``custom_vjp``): the forward keeps only every step's states
+``h, c`` (``[T + 1, B, 2, H]`` each), and the backward recomputes all gates from them in one
+product over all steps before running the reverse recurrence as a scan. Autodiff of the
+unrolled scan kept each step's intermediates instead: on an H200 the cached train step's peak
+fell from 7.61 to 7.31 GiB and the step ran 3 % faster (experiments/README.md).
+``JAXAUDIO_LSTM_GRAD=autodiff`` takes JAX's gradient of the scan again (for comparison).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 
@@ -34,6 +42,8 @@ from jaxaudio.codecs.encodec.conv import uniform_init
 
 LSTM_IMPLS = ("auto", "scan", "cudnn")
 UNROLL_ENV = "JAXAUDIO_LSTM_UNROLL"
+GRAD_ENV = "JAXAUDIO_LSTM_GRAD"
+LSTM_GRADS = ("recompute", "autodiff")
 # Measured on an H200: the decoder LSTM's forward+backward 50.6 -> 31.0 ms (experiments/README.md;
 # 23.0 ms since each step is one product, unroll 16 no faster).
 GPU_UNROLL = 8
@@ -84,8 +94,16 @@ def _cell(gates: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
 
+def lstm_grad_mode() -> str:
+    """How :func:`lstm_scan` takes its gradient: ``JAXAUDIO_LSTM_GRAD``, else ``"recompute"``."""
+    raw = os.environ.get(GRAD_ENV, "").strip().lower() or "recompute"
+    if raw not in LSTM_GRADS:
+        raise ValueError(f"{GRAD_ENV} must be one of {LSTM_GRADS}, got {raw!r}")
+    return raw
+
+
 def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
-              unroll: int | None = None) -> jax.Array:
+              unroll: int | None = None, grad: str | None = None) -> jax.Array:
     """Multi-layer LSTM, time-major: ``x [T, B, H_in] -> [T, B, H]``, as one ``lax.scan``.
 
     ``layers`` holds torch's ``(weight_ih [4H, H_in], weight_hh [4H, H], bias_ih, bias_hh)``.
@@ -96,20 +114,53 @@ def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
     state and ``W_ih`` from layer ``l - 1``'s; the other blocks are zero), so the step is one
     product and one elementwise kernel. Layer ``l`` stays at its zero initial state for its
     first ``l`` steps. ``unroll``: steps per loop iteration (None: :func:`scan_unroll`).
+
+    ``grad`` (None: :func:`lstm_grad_mode`): ``"recompute"`` keeps only the states ``h, c`` of
+    every step for the backward and recomputes the gates from them in one product over all
+    steps (:func:`_scan_bwd`), then runs the reverse recurrence as a scan; ``"autodiff"`` lets
+    JAX differentiate the scan, which keeps each step's intermediates (more memory). Both give
+    the gradient of the same forward, for the input and for every weight.
     """
+    unroll = scan_unroll() if unroll is None else int(unroll)
+    grad = lstm_grad_mode() if grad is None else grad
+    if grad not in LSTM_GRADS:
+        raise ValueError(f"lstm_scan: grad must be one of {LSTM_GRADS}, got {grad!r}")
+    layers = tuple(tuple(layer) for layer in layers)
+    if grad == "autodiff":
+        return _scan_forward(x, layers, precision, unroll, keep_states=False)[0]
+    return _scan_recompute(x, layers, precision, unroll)
+
+
+def _block_matrix(layers, dtype):
+    """``W [L*H, L*4H]`` (row block r feeds column block l: ``W_hh_l^T`` on the diagonal,
+    ``W_ih_l^T`` above it) and the deeper layers' summed biases ``[L-1, 4H]`` (or None)."""
     n_layers = len(layers)
-    w_ih0, w_hh0, b_ih0, b_hh0 = layers[0]
-    hidden = w_hh0.shape[1]
-    bsz = x.shape[1]
-    # the first layer's input half of every gate does not depend on the state: one matmul up front
-    xw = jnp.einsum("tbi,gi->tbg", x, w_ih0, precision=precision) + (b_ih0 + b_hh0)
-    xw = jnp.pad(xw, ((0, n_layers - 1), (0, 0), (0, 0)))
-    zero = jnp.zeros((hidden, 4 * hidden), x.dtype)
+    hidden = layers[0][1].shape[1]
+    zero = jnp.zeros((hidden, 4 * hidden), dtype)
     w_big = jnp.concatenate([
         jnp.concatenate([layers[l][1].T if l == r else layers[l][0].T if l == r + 1 else zero
                          for l in range(n_layers)], axis=1)
-        for r in range(n_layers)], axis=0)  # [L*H, L*4H]: row block r feeds column block l
+        for r in range(n_layers)], axis=0)
     b_deep = jnp.stack([b_ih + b_hh for _, _, b_ih, b_hh in layers[1:]]) if n_layers > 1 else None
+    return w_big, b_deep
+
+
+def _input_gates(x, layers, precision, n_layers):
+    """The first layer's input half of every gate (state-free: one matmul up front), padded
+    with ``L - 1`` zero steps for the wavefront's tail."""
+    w_ih0, _, b_ih0, b_hh0 = layers[0]
+    xw = jnp.einsum("tbi,gi->tbg", x, w_ih0, precision=precision) + (b_ih0 + b_hh0)
+    return jnp.pad(xw, ((0, n_layers - 1), (0, 0), (0, 0)))
+
+
+def _scan_forward(x, layers, precision, unroll, *, keep_states):
+    """``(ys [T, B, H], hs, cs)``; ``hs, cs [S, B, L, H]`` (every layer's state after each of
+    the ``S = T + L - 1`` steps) when ``keep_states``, else None."""
+    n_layers = len(layers)
+    hidden = layers[0][1].shape[1]
+    bsz = x.shape[1]
+    xw = _input_gates(x, layers, precision, n_layers)
+    w_big, b_deep = _block_matrix(layers, x.dtype)
     started = jnp.arange(n_layers)[None, :, None]
 
     def step(carry, inp):
@@ -122,13 +173,85 @@ def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
         h_new, c_new = _cell(gates + add, c)
         active = s >= started
         h, c = jnp.where(active, h_new, h), jnp.where(active, c_new, c)
-        return (h, c), h[:, -1]
+        return (h, c), ((h, c) if keep_states else h[:, -1])
 
     zeros = jnp.zeros((bsz, n_layers, hidden), x.dtype)
     steps = jnp.arange(xw.shape[0])
-    unroll = scan_unroll() if unroll is None else int(unroll)
-    _, ys = jax.lax.scan(step, (zeros, zeros), (xw, steps), unroll=unroll)
-    return ys[n_layers - 1 :]
+    _, out = jax.lax.scan(step, (zeros, zeros), (xw, steps), unroll=unroll)
+    if keep_states:
+        hs, cs = out
+        return hs[n_layers - 1 :, :, -1], hs, cs
+    return out[n_layers - 1 :], None, None
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _scan_recompute(x, layers, precision, unroll):
+    return _scan_forward(x, layers, precision, unroll, keep_states=False)[0]
+
+
+def _scan_fwd(x, layers, precision, unroll):
+    ys, hs, cs = _scan_forward(x, layers, precision, unroll, keep_states=True)
+    return ys, (x, layers, hs, cs)
+
+
+def _scan_bwd(precision, unroll, res, dys):
+    """The reverse recurrence over the kept states: the gate activations of every step from
+    one product ``[S*B, L*H] x [L*H, L*4H]`` (not saved by the forward), then one reverse scan
+    whose step is the cell's backward and one product with ``W^T``."""
+    x, layers, hs, cs = res
+    n_layers = len(layers)
+    hidden = layers[0][1].shape[1]
+    steps, bsz = hs.shape[0], hs.shape[1]
+    dtype = hs.dtype
+    w_big, b_deep = _block_matrix(layers, dtype)
+    zeros = jnp.zeros((1, bsz, n_layers, hidden), dtype)
+    u = jnp.concatenate([zeros, hs[:-1]])  # every layer's state before step s
+    c_prev = jnp.concatenate([zeros, cs[:-1]])
+    xw = _input_gates(x, layers, precision, n_layers)
+    z = jnp.einsum("sbk,kn->sbn", u.reshape(steps, bsz, n_layers * hidden), w_big,
+                   precision=precision).reshape(steps, bsz, n_layers, 4 * hidden)
+    add = xw[:, :, None] if b_deep is None else jnp.concatenate(
+        [xw[:, :, None], jnp.broadcast_to(b_deep, (steps, bsz, *b_deep.shape))], axis=2)
+    z = z + add  # the gates' pre-activations; the activations are taken inside the scan's step
+    active = (jnp.arange(steps)[:, None] >= jnp.arange(n_layers)[None, :])[:, None, :, None]
+    dy = jnp.zeros((steps, bsz, n_layers, hidden), dtype)
+    dy = dy.at[n_layers - 1 :, :, -1].set(dys.astype(dtype))
+    w_t = w_big.T
+
+    def step(carry, inp):
+        dh, dc = carry  # the cotangents of the state after this step, [B, L, H]
+        dy_s, z_s, cp, c, act = inp
+        i, f, g, o = jnp.split(z_s, 4, axis=-1)
+        i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+        tc = jnp.tanh(c)
+        dh = dh + dy_s
+        dct = dc + dh * o * (1.0 - tc * tc)
+        dz = jnp.concatenate([dct * g * i * (1.0 - i), dct * cp * f * (1.0 - f),
+                              dct * i * (1.0 - g * g), dh * tc * o * (1.0 - o)], axis=-1)
+        dz = jnp.where(act, dz, 0.0)  # an idle layer holds its zero initial state
+        du = jnp.dot(dz.reshape(bsz, n_layers * 4 * hidden), w_t, precision=precision)
+        dc_prev = jnp.where(act, dct * f, 0.0)
+        return (du.reshape(bsz, n_layers, hidden), dc_prev), (dz[:, 0], dz[:, 1:])
+
+    carry = (jnp.zeros((bsz, n_layers, hidden), dtype),) * 2
+    _, (dz0, dz_deep) = jax.lax.scan(step, carry, (dy, z, c_prev, cs, active), reverse=True,
+                                     unroll=unroll)
+    t = x.shape[0]
+    w_ih0 = layers[0][0]
+    dx = jnp.einsum("tbg,gi->tbi", dz0[:t], w_ih0, precision=precision).astype(x.dtype)
+    grads = []
+    for l, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
+        dz_l = dz0 if l == 0 else dz_deep[:, :, l - 1]
+        d_ih = (jnp.einsum("tbg,tbi->gi", dz0[:t], x, precision=precision) if l == 0 else
+                jnp.einsum("sbg,sbh->gh", dz_l, u[:, :, l - 1], precision=precision))
+        d_hh = jnp.einsum("sbg,sbh->gh", dz_l, u[:, :, l], precision=precision)
+        db = dz_l.sum(axis=(0, 1))
+        grads.append((d_ih.astype(w_ih.dtype), d_hh.astype(w_hh.dtype), db.astype(b_ih.dtype),
+                      db.astype(b_hh.dtype)))
+    return dx, tuple(grads)
+
+
+_scan_recompute.defvjp(_scan_fwd, _scan_bwd)
 
 
 def pack_lstm_weights(layers: list[tuple[jax.Array, ...]]) -> jax.Array:
