@@ -30,10 +30,12 @@ def _explicit(q, k, v, rate, key):
 
 
 @pytest.mark.parametrize("rate", [0.0, 0.3])
-@pytest.mark.parametrize("tq,tk,heads,d", [(100, 100, 2, 16), (70, 130, 1, 32), (100, 64, 1, 16)])
+@pytest.mark.parametrize("tq,tk,heads,d", [(100, 100, 2, 16), (70, 130, 1, 32), (100, 64, 1, 16),
+                                           (90, 90, 2, 48), (40, 70, 1, 12)])
 def test_flash_matches_the_explicit_route_with_the_same_masks(rate, tq, tk, heads, d):
     # frames not a multiple of the 64-frame tile; cross attention with more keys than queries,
-    # and with fewer (a whole tile of padded keys)
+    # and with fewer (a whole tile of padded keys); head widths the kernel zero-pads (48 -> 64,
+    # the cascade's second stage; 12 -> 16), whose scale must stay 1/sqrt(d)
     q, k, v, g = _qkv((2, tq, heads, d), (2, tk, heads, d))
     key = jax.random.key(7)
     with jax.default_matmul_precision("highest"):
@@ -111,8 +113,9 @@ def test_flash_runs_per_device_under_a_data_mesh():
 
 def test_flash_rejects_bad_arguments():
     q, k, v, _ = _qkv((1, 8, 1, 16), (1, 8, 1, 16))
-    with pytest.raises(ValueError, match="head width 12"):
-        flash.flash_attention(q[..., :12], k[..., :12], v[..., :12], interpret=True)
+    wide = jnp.zeros((1, 8, 1, 264))
+    with pytest.raises(ValueError, match="head width 264"):
+        flash.flash_attention(wide, wide, wide, interpret=True)
     with pytest.raises(ValueError, match="dropout key"):
         flash.flash_attention(q, k, v, rate=0.1, interpret=True)
     with pytest.raises(ValueError, match=r"k \(1, 8, 1, 16\), v \(1, 9, 1, 16\)"):
@@ -133,7 +136,13 @@ def test_the_module_takes_the_kernel_on_a_gpu_and_draws_the_explicit_routes_mask
     monkeypatch.setattr(att, "cudnn_attention_available", lambda: True)
     monkeypatch.setattr(att, "cudnn_command_buffers_off", lambda: True)
     assert att.attention_impl(jnp.float32, head_dim=16) == "pallas"
-    assert att.attention_impl(jnp.float32, head_dim=12) == "xla"
+    # widths the kernel pads keep the explicit route unless asked for (not measured on a GPU)
+    assert att.attention_impl(jnp.float32, head_dim=48) == "xla"
+    monkeypatch.setenv(att.ATTENTION_ENV, "pallas")
+    assert att.attention_impl(jnp.float32, head_dim=48) == "pallas"
+    with pytest.raises(ValueError, match="head width 264"):
+        att.attention_impl(jnp.float32, head_dim=264)
+    monkeypatch.delenv(att.ATTENTION_ENV)
     assert att.attention_impl(jnp.bfloat16, head_dim=16) == "cudnn"
     monkeypatch.setattr(flash, "flash_attention",
                         functools.partial(flash.flash_attention, interpret=True))

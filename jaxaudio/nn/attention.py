@@ -25,8 +25,11 @@ which never materialises the ``[B, H, Tq, Tk]`` probabilities and drops them ins
 (the original's semantics: rate ``dropout``, kept entries scaled by ``1/(1-p)``):
 
 - float32 q, k, v: the Pallas (Triton) kernel of :mod:`jaxaudio.nn.flash_attention`, at the
-  step's matmul precision (TF32 by default, as the explicit route's products), head widths
-  that are powers of two from 16 to 256;
+  step's matmul precision (TF32 by default, as the explicit route's products), for head widths
+  that are powers of two from 16 to 256. The kernel also takes other widths up to 256 by
+  zero-padding them (the cascade's second stage has 384 / 8 = 48), but ``auto`` keeps those
+  on the explicit route until the padded kernel is measured against it on a GPU;
+  ``JAXAUDIO_ATTENTION=pallas`` takes it;
 - bf16/fp16 (``--precision bf16``): cuDNN's fused flash attention. Its masks come from cuDNN's
   Philox generator, not from ``rngs``: each call site has its own seed (numbered in trace
   order) and XLA advances the offset at every execution, so masks differ between layers and
@@ -121,14 +124,16 @@ def attention_impl(dtype, *, head_dim: int, need_weights: bool = False) -> str:
             raise ValueError(f"{ATTENTION_ENV}={impl} needs a CUDA GPU as JAX's default backend "
                              f"(it is {jax.default_backend()!r}); use auto or xla")
         if impl == "pallas" and not flash.supported_head_dim(head_dim):
-            raise ValueError(f"{ATTENTION_ENV}=pallas: head width {head_dim} is not a power of "
-                             f"two in [16, 256]; use auto or xla")
+            raise ValueError(f"{ATTENTION_ENV}=pallas: head width {head_dim} is not in "
+                             f"[1, 256]; use auto or xla")
         return impl
     if not cudnn_attention_available():
         return "xla"
     if jnp.dtype(dtype) in _LOW_PRECISION:
         return "cudnn" if cudnn_command_buffers_off() else "xla"
-    return "pallas" if flash.supported_head_dim(head_dim) else "xla"
+    # Widths the kernel must pad (the cascade's second stage: 384 / 8 = 48) keep the explicit
+    # route until the padded kernel is measured against it (JAXAUDIO_ATTENTION=pallas takes it).
+    return "pallas" if flash.native_head_dim(head_dim) else "xla"
 
 
 def _attend_cudnn(q: jax.Array, k: jax.Array, v: jax.Array, rate: float) -> jax.Array:

@@ -20,9 +20,11 @@ Matrix products run at the step's matmul precision: XLA's default (TF32 on this 
 as the float32 route's products) or full float32 under ``jax_default_matmul_precision
 = "highest"``. Softmax statistics and accumulators are float32.
 
-Shapes: ``[B, T, H, d]`` (batch, frames, heads, head width; ``d`` a power of two in [16, 256]).
-Frames are padded to a multiple of the block size; padded keys are masked out and padded
-queries dropped. Under a multi-device mesh (:func:`batch_sharded`) the kernels run per device
+Shapes: ``[B, T, H, d]`` (batch, frames, heads, head width ``d`` in [1, 256]). The kernel
+runs widths that are powers of two from 16 as they are; other widths are zero-padded up to
+the next such power (:func:`padded_head_dim`; zero features change neither ``q . k`` nor the
+output's first ``d``), with the softmax scale kept at ``1/sqrt(d)``. Frames are padded to a
+multiple of the block size; padded keys are masked out and padded queries dropped. Under a multi-device mesh (:func:`batch_sharded`) the kernels run per device
 on its rows of the batch through ``shard_map``.
 """
 
@@ -45,11 +47,12 @@ _M1 = 0x7FEB352D
 _M2 = 0x846CA68B - (1 << 32)
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 _LOG2E = math.log2(math.e)
-# (frames per tile, warps per program) by head width, forward and backward alike. 64 frames
-# and 4 warps were the fastest measured for the cascade's width 16 on one H200 (12 calls
-# forward+backward: 7.7 ms, against 8.4 for 32/2 and 9.3-28 for the others tried;
-# experiments/README.md, "Flash attention"); the masking agent's width 64 runs well with them
-# (its tiles were not swept). A width missing here takes DEFAULT_TILES.
+# (frames per tile, warps per program) by the width the kernel runs (after padding), forward
+# and backward alike. 64 frames and 4 warps were the fastest measured at width 16 on one H200
+# (12 calls [8, 1200, 8, 16] forward+backward: 7.7 ms, against 8.4 for 32/2 and 9.3-28 for the
+# others tried; experiments/README.md, "Flash attention"). The headline step's calls have
+# widths 32, 48 (run at 64) and 64, whose tiles were not swept. A width missing here takes
+# DEFAULT_TILES.
 TILES: dict[int, tuple[int, int]] = {}
 DEFAULT_TILES = (64, 4)
 
@@ -91,7 +94,7 @@ def dropout_keep(key: jax.Array, shape: tuple[int, int, int, int], rate: float) 
     return _keep(rk, jnp.arange(tk, dtype=jnp.int32)[None, :], rate)
 
 
-def _precision():
+def matmul_precision():
     """The products' precision: the step's (TF32 by default, full float32 under 'highest')."""
     p = str(jax.config.jax_default_matmul_precision or "").lower()
     return lax.Precision.HIGHEST if p in ("highest", "float32", "fp32") else lax.Precision.DEFAULT
@@ -202,12 +205,12 @@ def _call(kernel, grid, in_specs, out_specs, out_shape, interpret, name, num_war
                                                                num_stages=2))
 
 
-def _forward(q, k, v, rk, rate, tk, interpret):
+def _forward(q, k, v, rk, rate, tk, interpret, dim):
     b, t, h, d = q.shape
     block, warps = tiles(d)
-    c = _LOG2E / math.sqrt(d)
+    c = _LOG2E / math.sqrt(dim)
     kern = functools.partial(_fwd_kernel, c=c, rate=rate, tk=tk, block=block,
-                             precision=_precision())
+                             precision=matmul_precision())
     full = pl.BlockSpec((None, t, None, d), lambda i, bb, hh: (bb, 0, hh, 0))
     tile = pl.BlockSpec((None, block, None, d), lambda i, bb, hh: (bb, i, hh, 0))
     row = pl.BlockSpec((None, None, block), lambda i, bb, hh: (bb, hh, i))
@@ -217,12 +220,12 @@ def _forward(q, k, v, rk, rate, tk, interpret):
                  interpret, "flash_attention_fwd", warps)(rk, q, k, v)
 
 
-def _backward(q, k, v, rk, out, lse, do, rate, tk, interpret):
+def _backward(q, k, v, rk, out, lse, do, rate, tk, interpret, dim):
     b, t, h, d = q.shape
     delta = jnp.einsum("bthd,bthd->bht", out.astype(jnp.float32), do.astype(jnp.float32))
     block, warps = tiles(d)
-    kern = functools.partial(_bwd_kernel, c=_LOG2E / math.sqrt(d), scale=1.0 / math.sqrt(d),
-                             rate=rate, tk=tk, block=block, precision=_precision())
+    kern = functools.partial(_bwd_kernel, c=_LOG2E / math.sqrt(dim), scale=1.0 / math.sqrt(dim),
+                             rate=rate, tk=tk, block=block, precision=matmul_precision())
     full = pl.BlockSpec((None, t, None, d), lambda bb, hh, j: (bb, 0, hh, 0))
     row = pl.BlockSpec((None, None, t), lambda bb, hh, j: (bb, hh, 0))
     tile = pl.BlockSpec((None, block, None, d), lambda bb, hh, j: (bb, j, hh, 0))
@@ -232,28 +235,41 @@ def _backward(q, k, v, rk, out, lse, do, rate, tk, interpret):
         rk, q, k, v, do, lse, delta)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6))
-def _flash(q, k, v, rk, rate, tk, interpret):
-    return _forward(q, k, v, rk, rate, tk, interpret)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(4, 5, 6, 7))
+def _flash(q, k, v, rk, rate, tk, interpret, dim):
+    return _forward(q, k, v, rk, rate, tk, interpret, dim)[0]
 
 
-def _flash_fwd(q, k, v, rk, rate, tk, interpret):
-    out, lse = _forward(q, k, v, rk, rate, tk, interpret)
+def _flash_fwd(q, k, v, rk, rate, tk, interpret, dim):
+    out, lse = _forward(q, k, v, rk, rate, tk, interpret, dim)
     return out, (q, k, v, rk, out, lse)
 
 
-def _flash_bwd(rate, tk, interpret, res, do):
+def _flash_bwd(rate, tk, interpret, dim, res, do):
     q, k, v, rk, out, lse = res
-    dq, dk, dv = _backward(q, k, v, rk, out, lse, do, rate, tk, interpret)
+    dq, dk, dv = _backward(q, k, v, rk, out, lse, do, rate, tk, interpret, dim)
     return dq, dk, dv, None
 
 
 _flash.defvjp(_flash_fwd, _flash_bwd)
 
 
-def supported_head_dim(d: int) -> bool:
-    """Head widths the kernel takes: powers of two from 16 (Triton's smallest product) to 256."""
+def native_head_dim(d: int) -> bool:
+    """Head widths the kernel runs as they are: powers of two from 16 (Triton's smallest
+    product) to 256. The route ``auto`` takes the kernel for these (measured faster than the
+    explicit route on an H200)."""
     return 16 <= d <= 256 and d & (d - 1) == 0
+
+
+def padded_head_dim(d: int) -> int:
+    """The width the kernel computes a head of width ``d`` at: ``d`` zero-padded up to a power
+    of two >= 16 (zero features change neither ``q . k`` nor the output's first ``d``)."""
+    return max(16, 1 << max(d - 1, 0).bit_length())
+
+
+def supported_head_dim(d: int) -> bool:
+    """Head widths the kernel takes: 1 to 256 (those that are not native are zero-padded)."""
+    return 1 <= d <= 256
 
 
 _MESH: contextvars.ContextVar = contextvars.ContextVar("jaxaudio_flash_mesh", default=None)
@@ -271,6 +287,11 @@ def batch_sharded(mesh, axis: str = "data"):
         _MESH.reset(token)
 
 
+def current_batch_mesh():
+    """``(mesh, axis)`` while tracing under :func:`batch_sharded`, else ``None``."""
+    return _MESH.get()
+
+
 def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, rate: float = 0.0,
                     key: jax.Array | None = None, interpret: bool = False) -> jax.Array:
     """``softmax(q k^T / sqrt(d))`` with dropout ``rate`` on the probabilities, ``@ v``.
@@ -285,18 +306,20 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, rate: float = 0
         raise ValueError(f"flash_attention: q {q.shape}, k {k.shape}, v {v.shape}: expected "
                          f"[B, T, H, d] with k and v alike and the same B, H, d as q")
     if not supported_head_dim(d):
-        raise ValueError(f"flash_attention: head width {d} must be a power of two in [16, 256]")
+        raise ValueError(f"flash_attention: head width {d} must be in [1, 256]")
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"flash_attention: rate must be in [0, 1), got {rate}")
     if rate > 0.0 and key is None:
         raise ValueError("flash_attention: rate > 0 needs the dropout key")
     rk = (row_keys(key, b, h, tq) if rate > 0.0 else jnp.zeros((b, h, tq), jnp.int32))
-    block = tiles(d)[0]
+    dp = padded_head_dim(d)
+    block = tiles(dp)[0]
     t = -(-max(tq, tk) // block) * block
-    pad = lambda x, axis: jnp.pad(x, [(0, t - x.shape[axis]) if a == axis else (0, 0)
-                                      for a in range(x.ndim)])
-    q, k, v, rk = pad(q, 1), pad(k, 1), pad(v, 1), pad(rk, 2)
-    fn = lambda q, k, v, rk: _flash(q, k, v, rk, float(rate), tk, interpret)
+    pad = lambda x, axis, n: jnp.pad(x, [(0, n - x.shape[axis]) if a == axis else (0, 0)
+                                         for a in range(x.ndim)])
+    q, k, v = (pad(pad(x, 1, t), 3, dp) for x in (q, k, v))
+    rk = pad(rk, 2, t)
+    fn = lambda q, k, v, rk: _flash(q, k, v, rk, float(rate), tk, interpret, d)
     ctx = _MESH.get()
     if ctx is not None:
         mesh, axis = ctx
@@ -305,4 +328,4 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, rate: float = 0
             spec = P(axis)
             fn = jax.shard_map(fn, mesh=mesh, in_specs=(spec, spec, spec, spec),
                                out_specs=spec, check_vma=False)
-    return fn(q, k, v, rk)[:, :tq]
+    return fn(q, k, v, rk)[:, :tq, :, :d]
