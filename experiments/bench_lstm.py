@@ -1,15 +1,17 @@
-"""EnCodec's LSTM on one GPU: forms of the wavefront scan, and a Pallas kernel per step.
+"""EnCodec's LSTM on one GPU: the wavefront scan against the persistent Pallas kernels.
 
 For ``[1200, B, 512]`` (the codec's LSTM at 16 s; B = 8 for a decode, 16 for the raw-clip
 step's batched encode and the paired decode), two layers: forward and forward+backward times
-of the scan (``lstm_scan``: one product per step over a block matrix, unroll 8 and 16) and of
-the per-step Pallas kernel (``lstm_step_kernel.py``, its best block shape), each checked
-against the scan at ``highest`` precision (forward and the gradient of ``sum(y * g)`` with
-respect to ``x``). The earlier scan with two products per step, timed by this script before it
-was replaced (commit before the block matrix), is in ``results/h200_lstm_scan_forms.jsonl``.
+of the scan (``lstm_scan``, one product per step over a block matrix, unroll 8) and of the
+persistent kernels (``lstm_persistent``: one launch per direction, the programs synchronised
+by a grid-wide barrier between steps) over block shapes and warp counts. Each is checked
+against the scan at ``highest`` precision (forward, and the gradient of ``sum(y * g)`` with
+respect to ``x``); ``--parts parity`` also compares the kernels and the scan both at
+``highest``. Earlier forms (two products per step; a Pallas kernel per step) are in
+``results/h200_lstm_scan_forms.jsonl`` and ``results/h200_lstm_step_kernel.jsonl``.
 
-    python experiments/bench_lstm.py --out results/h200_lstm.jsonl
-    python experiments/bench_lstm.py --small          # CPU check (the kernel interpreted)
+    python experiments/bench_lstm.py --out results/h200_lstm_persistent.jsonl
+    python experiments/bench_lstm.py --small          # CPU check (the kernels interpreted)
 
 Relative errors are ||a - b|| / ||b||; times are medians of `--repeat` after 3 warm-ups.
 """
@@ -25,46 +27,91 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_common import kernel_bench_args, make_emit, median_ms  # noqa: E402
 
+# (block_units, block_k, num_warps, num_stages); the first is the default
+SHAPES = ((16, 64, 2, 2), (16, 128, 2, 2), (16, 64, 2, 3), (16, 64, 1, 2), (16, 128, 1, 2),
+          (16, 256, 2, 2))
+
 
 def main() -> None:
-    a = kernel_bench_args(__doc__)
+    a = kernel_bench_args(__doc__, parts=("parity", "timing", "persistent", "breakdown"))
 
     import jax
     import jax.numpy as jnp
 
     from jaxaudio.codecs.encodec.lstm import lstm_scan
-    from lstm_step_kernel import lstm_pallas
+    from lstm_persistent_kernel import lstm_persistent
 
     interpret = jax.default_backend() != "gpu"
-
     emit = make_emit(a.out)
     timeit = functools.partial(median_ms, repeat=a.repeat)
 
     rel = lambda x, y: float(jnp.linalg.norm((x - y).ravel()) / jnp.linalg.norm(y.ravel()))
     key = jax.random.key(0)
     normal = lambda i, shape: jax.random.normal(jax.random.fold_in(key, i), shape)
-    t, h = (40, 16) if a.small else (1200, 512)
+    t, h = (12, 64) if a.small else (1200, 512)
     # weights of EnCodec's scale (torch init U(+-1/sqrt(H)) is ~0.044 at H = 512)
     layers = [tuple(0.05 * normal(10 * l + j, shp) for j, shp in
                     enumerate(((4 * h, h), (4 * h, h), (4 * h,), (4 * h,)))) for l in range(2)]
+    shapes = SHAPES[:1] if a.small else SHAPES
 
-    for b in ((2,) if a.small else (8, 16)):
+    for b in ((3,) if a.small else (8, 16)):
         x, g = normal(1, (t, b, h)), normal(2, (t, b, h))
         loss = lambda fn: (lambda x: jnp.sum(fn(x) * g))
-        y_hi = jax.jit(lambda x: lstm_scan(x, layers, "highest"))(x)
-        g_hi = jax.jit(jax.grad(loss(lambda x: lstm_scan(x, layers, "highest"))))(x)
-        forms = {
-            "scan_fused_unroll8": lambda x: lstm_scan(x, layers, None, 8),
-            "scan_fused_unroll16": lambda x: lstm_scan(x, layers, None, 16),
-            "pallas_step_kernel": lambda x: lstm_pallas(x, layers, None, interpret=interpret,
-                                                        block_units=16, block_k=64, num_warps=2),
-        }
+        scan_hi = lambda x: lstm_scan(x, layers, "highest")
+        y_hi = jax.jit(scan_hi)(x)
+        g_hi = jax.jit(jax.grad(loss(scan_hi)))(x)
+        kernel = lambda bu, bk, nw, ns: (lambda x: lstm_persistent(
+            x, layers, None, interpret=interpret, block_units=bu, block_k=bk, num_warps=nw,
+            num_stages=ns))
+        if "parity" in a.parts and "persistent" in a.parts:
+            with jax.default_matmul_precision("highest"):
+                fn = kernel(*shapes[0])
+                emit(case="lstm_parity_highest", shape=[t, b, h], impl="persistent",
+                     rel_fwd=rel(jax.jit(fn)(x), y_hi),
+                     rel_grad=rel(jax.jit(jax.grad(loss(fn)))(x), g_hi))
+        if "timing" not in a.parts:
+            continue
+        forms = {"scan_unroll8": lambda x: lstm_scan(x, layers, None, 8, "recompute"),
+                 "scan_unroll8_autodiff": lambda x: lstm_scan(x, layers, None, 8, "autodiff")}
+        if "persistent" in a.parts:
+            forms.update({f"persistent_{bu}u_{bk}k_{nw}w_{ns}s": kernel(*shp)
+                          for shp in (shapes if b == 8 else shapes[:1]) for bu, bk, nw, ns in [shp]})
         for name, fn in forms.items():
             f = jax.jit(fn)
             fb = jax.jit(jax.grad(loss(fn)))
             emit(case="lstm_time", impl=name, shape=[t, b, h], forward_ms=timeit(f, x),
                  forward_backward_ms=timeit(fb, x), rel_fwd_vs_highest=rel(f(x), y_hi),
                  rel_grad_vs_highest=rel(fb(x), g_hi))
+        if b == 8 and "breakdown" in a.parts:
+            breakdown(kernel(*shapes[0]), x, g, emit, timeit, t, b, h)
+
+
+def breakdown(fn, x, g, emit, timeit, t, b, h):
+    """Where a step's time goes: the default kernels with the grid barrier replaced by a
+    thread-block barrier (wrong results, the compute alone), and with the products dropped
+    (the barrier, loads of the state and the cell)."""
+    import jax
+    import jax.numpy as jnp
+
+    import lstm_persistent_kernel as lk
+    from jax.experimental.pallas import triton as plgpu
+
+    saved = lk._grid_barrier, lk._dot
+    variants = {"no_grid_barrier": dict(_grid_barrier=lambda cnt, target: plgpu.debug_barrier()),
+                "no_products": dict(_dot=lambda a, w, p: jnp.zeros((a.shape[0], w.shape[1]),
+                                                                    jnp.float32))}
+    try:
+        for name, patch in variants.items():
+            for k, v in patch.items():
+                setattr(lk, k, v)
+            # fresh functions: jax.jit caches traces by the function, and the patch must be traced
+            f = jax.jit(lambda x: fn(x))
+            fb = jax.jit(jax.grad(lambda x: jnp.sum(fn(x) * g)))
+            emit(case="lstm_breakdown", variant=name, shape=[t, b, h], forward_ms=timeit(f, x),
+                 forward_backward_ms=timeit(fb, x))
+            lk._grid_barrier, lk._dot = saved
+    finally:
+        lk._grid_barrier, lk._dot = saved
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ and its TF32 peak (494 TFLOP/s).
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import re
@@ -108,6 +109,9 @@ def main() -> None:
                         "second process loads the compiled step instead of compiling it, so no "
                         "autotuning scratch enters its allocator peak")
     p.add_argument("--out", default=None, help="also append the JSON line to this file")
+    p.add_argument("--profile_dir", default=None,
+                   help="after timing, trace 2 more steps with jax.profiler into this folder "
+                        "(summarise with experiments/profile_summary.py)")
     a = p.parse_args()
     if not a.default_xla_flags:
         configure_gpu_flags()
@@ -118,8 +122,8 @@ def main() -> None:
     from flax import nnx
 
     from jaxaudio.codecs import make_codec
-    from jaxaudio.codecs.encodec.lstm import resolve_lstm_impl, scan_unroll
-    from jaxaudio.nn.attention import attention_impl
+    from jaxaudio.codecs.encodec.lstm import lstm_grad_mode, resolve_lstm_impl, scan_unroll
+    from jaxaudio.nn.attention import MultiheadAttention, attention_impl
     from jaxaudio.training.cli import parse_config
     from jaxaudio.training.setup import build_discriminator, build_mesh, build_model, replicate
     from jaxaudio.training.state import init_state
@@ -147,7 +151,11 @@ def main() -> None:
     codec = make_codec("encodec", random_seed=0, **codec_kw)
     devices = jax.devices()[: a.devices]
     mesh = build_mesh(devices)
-    state, statics = init_state(cfg, build_model(cfg), build_discriminator(cfg))
+    model = build_model(cfg)
+    # every attention call site's head width, and how many layers have it
+    head_widths = collections.Counter(m.embed_dim // m.num_heads for _, m in nnx.iter_graph(model)
+                                      if isinstance(m, MultiheadAttention))
+    state, statics = init_state(cfg, model, build_discriminator(cfg))
     state = replicate(state, mesh)
     codec_graphdef, codec_state = nnx.split(codec)
     codec_state = replicate(codec_state, mesh)
@@ -178,7 +186,8 @@ def main() -> None:
         "semantics": a.semantics, "variant": a.variant, "device": devices[0].device_kind, "devices": len(devices),
         "batch_per_device": a.batch_per_device, "global_batch": b, "clip_seconds": a.clip_seconds,
         "frames": t, "precision": a.precision, "matmul_precision": a.matmul_precision,
-        "attention": attention_impl(compute_dtype, head_dim=cfg.encoding_dim // cfg.nhead), "lstm": resolve_lstm_impl("auto"), "lstm_unroll": scan_unroll(),
+        "attention": {f"width {d} x{n}": attention_impl(compute_dtype, head_dim=d)
+                      for d, n in sorted(head_widths.items())}, "lstm": resolve_lstm_impl("auto"), "lstm_unroll": scan_unroll(), "lstm_grad": lstm_grad_mode(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "compile_s": round(compile_s, 2), "compilation_cache": a.compilation_cache_dir,
         "cache_entries_before": cache_entries, "jax": jax.__version__,
@@ -208,6 +217,13 @@ def main() -> None:
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
+    if a.profile_dir:
+        Path(a.profile_dir).mkdir(parents=True, exist_ok=True)
+        (Path(a.profile_dir) / "hlo.txt").write_text(compiled.as_text())  # ops -> source lines
+        with jax.profiler.trace(a.profile_dir):
+            for _ in range(2):
+                state, metrics = compiled(state, batch, codec_state, alpha, index)
+                jax.block_until_ready((state, metrics))
     peak = None
     stats = devices[0].memory_stats() or {}
     if "peak_bytes_in_use" in stats:
