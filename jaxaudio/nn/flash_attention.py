@@ -24,8 +24,9 @@ Shapes: ``[B, T, H, d]`` (batch, frames, heads, head width ``d`` in [1, 256]). T
 runs widths that are powers of two from 16 as they are; other widths are zero-padded up to
 the next such power (:func:`padded_head_dim`; zero features change neither ``q . k`` nor the
 output's first ``d``), with the softmax scale kept at ``1/sqrt(d)``. Frames are padded to a
-multiple of the block size; padded keys are masked out and padded queries dropped. Under a multi-device mesh (:func:`batch_sharded`) the kernels run per device
-on its rows of the batch through ``shard_map``.
+multiple of the block size; padded keys are masked out and padded queries dropped. Under a
+multi-device mesh (:func:`batch_sharded`) the kernels run per device on its rows of the batch
+through ``shard_map``.
 """
 
 from __future__ import annotations

@@ -20,8 +20,8 @@ fuse across steps and cuts the per-iteration overhead; on the CPU it stays rolle
 unrolled body differently, so results move by float32 round-off (5e-8 relative on the CPU).
 
 The scan's gradient is its own (``custom_vjp``): the forward keeps only every step's states
-``h, c`` (``[T + 1, B, 2, H]`` each), and the backward recomputes all gates from them in one
-product over all steps before running the reverse recurrence as a scan. Autodiff of the
+``h, c`` (``[T + L - 1, B, L, H]`` each), and the backward recomputes all gates from them in
+one product over all steps before running the reverse recurrence as a scan. Autodiff of the
 unrolled scan kept each step's intermediates instead: on an H200 the cached train step's peak
 fell from 7.61 to 7.31 GiB and the step ran 3 % faster (experiments/README.md).
 ``JAXAUDIO_LSTM_GRAD=autodiff`` takes JAX's gradient of the scan again (for comparison).
