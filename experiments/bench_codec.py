@@ -78,6 +78,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--precision", default=None, help="JAX conv/matmul precision (default: XLA's)")
     parser.add_argument("--no-torch", action="store_true")
+    parser.add_argument("--impls", nargs="+", default=None, choices=("scan", "cudnn"),
+                        help="JAX LSTM paths to time (default: scan, and cudnn where available)")
     args = parser.parse_args()
     if args.small:
         args.batch, args.samples, args.runs, args.warmup = 1, 9600, 3, 1
@@ -92,7 +94,9 @@ def main() -> None:
     dev = jax.devices()[0]
     device = f"{dev.platform}:{getattr(dev, 'device_kind', '')}"
     tmodel, tdevice = (None, None) if args.no_torch else torch_model(args.small)
-    impls = ["scan"] + (["cudnn"] if cudnn_lstm_available() else [])
+    impls = args.impls or (["scan"] + (["cudnn"] if cudnn_lstm_available() else []))
+    if "scan" not in impls:
+        impls = ["scan"] + impls
     b, n = args.batch, args.samples
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal((b, 1, n))).astype(np.float32)
@@ -109,7 +113,10 @@ def main() -> None:
     latent = rng.standard_normal((b, codecs["scan"].dim, t)).astype(np.float32)
     r = rng.standard_normal((b, 1, t * hop)).astype(np.float32)
     audio_s = b * n / sr
-    common = dict(batch=b, samples=n, frames=t, device=device, precision=args.precision)
+    from jaxaudio.codecs.encodec.conv import conv_form
+
+    common = dict(batch=b, samples=n, frames=t, device=device, precision=args.precision,
+                  codec_conv=conv_form())
 
     outputs = {}
     for impl, codec in codecs.items():

@@ -1,5 +1,8 @@
 """The performance switches on the CPU, where they fall back: attention route selection, the
-LSTM scan's unroll, and the run's compilation cache / GPU flags helper."""
+LSTM scan's unroll and gradient, the codec's convolution forms, and the run's compilation
+cache / GPU flags helper."""
+
+import itertools
 
 import chex
 import jax
@@ -9,6 +12,7 @@ import pytest
 from flax import nnx
 
 from jaxaudio import runtime
+from jaxaudio.codecs.encodec.conv import CONV_ENV, SConv1d, SConvTranspose1d, conv_form
 from jaxaudio.codecs.encodec.lstm import GRAD_ENV, UNROLL_ENV, lstm_grad_mode, lstm_scan, scan_unroll
 from jaxaudio.nn import MultiheadAttention
 from jaxaudio.nn.attention import ATTENTION_ENV, attention_impl, cudnn_command_buffers_off
@@ -143,3 +147,99 @@ def test_gpu_flags_are_not_touched_once_a_backend_runs(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/nonexistent")
     assert runtime.configure_gpu_flags() is False
     assert "command_buffer" not in runtime.os.environ["XLA_FLAGS"]
+
+
+def _both_forms(monkeypatch, module, x):
+    """(padded, unpadded) outputs and input gradients of ``module`` at ``x``."""
+    out = []
+    for form in ("padded", "unpadded"):
+        monkeypatch.setenv(CONV_ENV, form)
+        y, vjp = jax.vjp(module, x)
+        out.append((y, vjp(jnp.cos(y))[0]))
+    return out
+
+
+CONV_CASES = [(7, 1, 1), (3, 1, 1), (3, 1, 2), (1, 1, 1), (4, 2, 1), (16, 8, 1), (10, 5, 1), (5, 3, 1)]
+
+
+@pytest.mark.parametrize("causal,mode", [(True, "reflect"), (False, "reflect"), (True, "constant"),
+                                         (False, "constant"), (False, "replicate")])
+def test_codec_conv_forms_agree(monkeypatch, causal, mode):
+    """The unpadded form (symmetric padding inside the convolution, reflected edges recomputed)
+    gives the padded form's outputs and input gradients for every kernel, stride, dilation and
+    length, including inputs shorter than the padding and lengths that need extra padding."""
+    rng = np.random.default_rng(0)
+    for (k, s, d), n in itertools.product(CONV_CASES, (1, 2, 5, 9, 17, 41)):
+        conv = SConv1d(3, 4, k, stride=s, dilation=d, causal=causal, pad_mode=mode,
+                       precision="highest", rngs=nnx.Rngs(k * 10 + s))
+        x = jnp.asarray(rng.standard_normal((2, n, 3)), jnp.float32)
+        (ya, ga), (yb, gb) = _both_forms(monkeypatch, conv, x)
+        assert ya.shape == yb.shape == (2, -(-n // s), 4), (k, s, d, n)
+        chex.assert_trees_all_close(yb, ya, atol=2e-6, rtol=1e-5, custom_message=f"{k, s, d, n}")
+        chex.assert_trees_all_close(gb, ga, atol=2e-6, rtol=1e-5, custom_message=f"{k, s, d, n}")
+
+
+@pytest.mark.parametrize("causal,ratio", [(True, 1.0), (True, 0.5), (True, 0.0), (False, 1.0)])
+def test_codec_transposed_conv_phases_agree(monkeypatch, causal, ratio):
+    """The transposed convolution as ``stride`` phases of one undilated convolution equals the
+    convolution of the dilated input, for kernels that are and are not multiples of the stride."""
+    rng = np.random.default_rng(1)
+    for (k, s), n in itertools.product([(4, 2), (16, 8), (10, 5), (5, 2), (7, 3), (3, 3), (2, 1)],
+                                       (1, 2, 7)):
+        conv = SConvTranspose1d(3, 4, k, stride=s, causal=causal, trim_right_ratio=ratio,
+                                precision="highest", rngs=nnx.Rngs(k * 10 + s))
+        x = jnp.asarray(rng.standard_normal((2, n, 3)), jnp.float32)
+        (ya, ga), (yb, gb) = _both_forms(monkeypatch, conv, x)
+        assert ya.shape == yb.shape, (k, s, n)
+        chex.assert_trees_all_close(yb, ya, atol=2e-6, rtol=1e-5, custom_message=f"{k, s, n}")
+        chex.assert_trees_all_close(gb, ga, atol=2e-6, rtol=1e-5, custom_message=f"{k, s, n}")
+
+
+def _eqns(jaxpr):
+    """Every equation of ``jaxpr`` and of the jaxprs inside its equations (pjit, custom_vjp...)."""
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for v in eqn.params.values():
+            for sub in v if isinstance(v, (tuple, list)) else (v,):
+                sub = getattr(sub, "jaxpr", sub)  # a ClosedJaxpr's jaxpr
+                if hasattr(sub, "eqns"):
+                    yield from _eqns(sub)
+
+
+def test_codec_unpadded_form_copies_no_padded_input(monkeypatch):
+    """What makes the unpadded form fast on a GPU, checked in its program: no ``pad`` larger
+    than a few edge samples (XLA hands cuDNN only symmetric padding; anything else becomes a
+    padded copy of the whole input), no asymmetric convolution padding, no dilated input."""
+    n = 4800
+    x = jnp.zeros((2, n, 8), jnp.float32)
+    layers = [SConv1d(8, 8, 7, causal=True, rngs=nnx.Rngs(0)),
+              SConv1d(8, 8, 3, causal=True, rngs=nnx.Rngs(1)),
+              SConv1d(8, 16, 8, stride=4, causal=True, rngs=nnx.Rngs(2)),
+              SConv1d(8, 8, 7, causal=False, rngs=nnx.Rngs(3))]
+    for form, expect_clean in (("padded", False), ("unpadded", True)):
+        monkeypatch.setenv(CONV_ENV, form)
+        for layer in layers:
+            # a fresh callable: make_jaxpr caches traces by function (the form is read at trace time)
+            eqns = list(_eqns(jax.make_jaxpr(lambda x: layer(x))(x).jaxpr))
+            big_pads = [e for e in eqns if e.primitive.name == "pad"
+                        and e.outvars[0].aval.shape[1] > n // 2]
+            convs = [e for e in eqns if e.primitive.name == "conv_general_dilated"]
+            asym = [e for e in convs if any(lo != hi for lo, hi in e.params["padding"])]
+            clean = not big_pads and not asym and not any(
+                "concatenate" == e.primitive.name and e.outvars[0].aval.shape[1] > n // 2
+                for e in eqns)
+            assert clean == expect_clean, (form, layer.kernel_size, layer.causal)
+    up = SConvTranspose1d(8, 4, 16, stride=8, causal=True, rngs=nnx.Rngs(4))
+    for form, dilated in (("padded", True), ("unpadded", False)):
+        monkeypatch.setenv(CONV_ENV, form)
+        convs = [e for e in _eqns(jax.make_jaxpr(lambda x: up(x))(x[:, :600]).jaxpr)
+                 if e.primitive.name == "conv_general_dilated"]
+        assert any(e.params["lhs_dilation"] != (1,) for e in convs) == dilated, form
+
+
+def test_codec_conv_env_is_checked(monkeypatch):
+    monkeypatch.delenv(CONV_ENV, raising=False)
+    assert conv_form() == "unpadded"
+    monkeypatch.setenv(CONV_ENV, "same")
+    with pytest.raises(ValueError, match=CONV_ENV):
+        conv_form()

@@ -21,11 +21,26 @@ Weights are :class:`~jaxaudio.codecs.base.FrozenWeight` in the layout the convol
 ``weight [k, C_in, C_out]`` (for the transposed convolution: the equivalent forward kernel,
 flipped in time). Weight norm is folded into ``weight`` when the checkpoint is loaded (see
 ``weights.py``): ``g * v / ||v||`` with the norm over every axis but 0.
+
+Two forms compute the same outputs (``JAXAUDIO_CODEC_CONV``, :func:`conv_form`):
+
+- ``"unpadded"`` (default): no padded copy of the input. On a GPU, XLA hands cuDNN only
+  symmetric zero padding; asymmetric padding (every causal layer), reflect padding and the
+  transposed convolution's dilated input all become a copy of the input first (the latter
+  ``stride`` times its size, with ``stride - 1`` of every ``stride`` products spent on zeros).
+  Here :class:`SConv1d` pads symmetrically inside the convolution, drops the outputs that extra
+  padding adds, and overwrites the few outputs whose window reaches into reflect padding with a
+  small convolution of the reflected edge (:func:`conv1d_same_padding`).
+  :class:`SConvTranspose1d` runs as ``stride`` phases of one undilated convolution with
+  ``stride`` times the output channels, interleaved by a reshape (:func:`conv_transpose1d`).
+- ``"padded"``: the reference's literal order (pad the input, then a VALID convolution; the
+  transposed convolution as a convolution of the ``stride``-dilated input).
 """
 
 from __future__ import annotations
 
 import math
+import os
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +53,16 @@ from jaxaudio.codecs.base import FrozenWeight
 PAD_MODES = {"reflect": "reflect", "constant": "constant", "zero": "constant", "replicate": "edge", "circular": "wrap"}
 
 _DIMS = ("NWC", "WIO", "NWC")
+CONV_ENV = "JAXAUDIO_CODEC_CONV"
+CONV_FORMS = ("unpadded", "padded")
+
+
+def conv_form() -> str:
+    """How the codec's convolutions pad: ``JAXAUDIO_CODEC_CONV``, else ``"unpadded"``."""
+    raw = os.environ.get(CONV_ENV, "").strip().lower() or "unpadded"
+    if raw not in CONV_FORMS:
+        raise ValueError(f"{CONV_ENV} must be one of {CONV_FORMS}, got {raw!r}")
+    return raw
 
 
 def extra_padding_for_conv1d(length: int, kernel_size: int, stride: int, padding_total: int = 0) -> int:
@@ -69,6 +94,92 @@ def pad1d(x: jax.Array, left: int, right: int, mode: str = "reflect") -> jax.Arr
         x = jnp.pad(x, ((0, 0), (0, extra), (0, 0)))
     y = jnp.pad(x, ((0, 0), (left, right), (0, 0)), mode="reflect")
     return y[:, : y.shape[1] - extra] if extra else y
+
+
+def _conv(x, w, stride, dilation, padding, precision):
+    return jax.lax.conv_general_dilated(x, w, window_strides=(stride,), padding=padding,
+                                        rhs_dilation=(dilation,), dimension_numbers=_DIMS,
+                                        precision=precision)
+
+
+def conv1d_same_padding(x: jax.Array, w: jax.Array, b: jax.Array, *, stride: int, dilation: int,
+                        left: int, right: int, mode: str, precision=None) -> jax.Array:
+    """``conv(pad1d(x, left, right, mode), w) + b`` (VALID, ``[B, N, C]``) without padding a copy
+    of ``x`` when ``mode`` is zero or reflect padding and ``N > max(left, right)``.
+
+    The convolution pads ``p = max(left, right)`` zeros on both sides (symmetric padding, which
+    cuDNN takes inside the kernel) and its surplus outputs are sliced off; for reflect padding
+    the outputs whose window reaches into the padding (``ceil(left / stride)`` at the start,
+    a few at the end when ``right > 0``) are recomputed from a reflect-padded slice of the edge
+    and written over the zero-padded ones. Other cases take the padded copy.
+    """
+    n = x.shape[1]
+    k = w.shape[0]
+    span = (k - 1) * dilation + 1
+    n_out = (n + left + right - span) // stride + 1
+    zero = mode in ("constant", "zero")
+    if n_out < 1 or not (zero or (mode == "reflect" and n > max(left, right))):
+        return _conv(pad1d(x, left, right, mode), w, stride, dilation, "VALID", precision) + b
+    # symmetric padding p: the output grid starts at x[-p], ours at x[-left]; p - left must be
+    # a multiple of the stride for the grids to align (else fall back)
+    p = max(left, right)
+    if (p - left) % stride:
+        return _conv(pad1d(x, left, right, mode), w, stride, dilation, "VALID", precision) + b
+    drop = (p - left) // stride
+    y = _conv(x, w, stride, dilation, [(p, p)], precision) + b
+    if not zero:
+        edges = []
+        n_left = -(-left // stride)  # outputs whose window starts in the left padding
+        if n_left:
+            m = min(n, max(left + 1, (n_left - 1) * stride + span - left))
+            if left + m < (n_left - 1) * stride + span:
+                return _conv(pad1d(x, left, right, mode), w, stride, dilation, "VALID",
+                             precision) + b
+            head = jnp.pad(x[:, :m], ((0, 0), (left, 0), (0, 0)), mode="reflect")
+            edges.append((0, _conv(head, w, stride, dilation, "VALID", precision)[:, :n_left]))
+        if right:
+            # first output whose window ends in the right padding, moved earlier if the slice
+            # it starts would be too short to reflect
+            j0 = min(max(0, -(-(left + n - span + 1) // stride)), (n - right - 1 + left) // stride)
+            start = j0 * stride - left
+            if start < 0 or j0 >= n_out:
+                return _conv(pad1d(x, left, right, mode), w, stride, dilation, "VALID",
+                             precision) + b
+            tail = jnp.pad(x[:, start:], ((0, 0), (0, right), (0, 0)), mode="reflect")
+            edges.append((j0, _conv(tail, w, stride, dilation, "VALID", precision)))
+        for j, e in edges:
+            y = jax.lax.dynamic_update_slice_in_dim(y, (e + b).astype(y.dtype), drop + j, axis=1)
+    return y if (drop == 0 and y.shape[1] == n_out) else y[:, drop: drop + n_out]
+
+
+def conv_transpose1d(x: jax.Array, w: jax.Array, b: jax.Array, *, stride: int, left: int,
+                     right: int, precision=None) -> jax.Array:
+    """Transposed convolution ``[B, L, C_in] -> [B, (L - 1) * stride + k - left - right, C_out]``
+    with ``w [k, C_in, C_out]`` the equivalent forward kernel flipped in time (see
+    :class:`SConvTranspose1d`), as ``stride`` phases of one convolution of the undilated input.
+
+    Output sample ``q * stride + p`` of the full transposed convolution is
+    ``sum_j x[q - j] W[j * stride + p]`` (``W`` the torch kernel, ``J = ceil(k / stride)`` taps a
+    phase): one convolution of ``x`` with ``J`` taps and ``stride * C_out`` outputs, whose rows
+    ``[q, p, c]`` reshape to samples ``q * stride + p``. Only the frames ``q`` that survive the
+    trim are computed; a remainder of the trim is sliced off the samples.
+    """
+    k, c_in, c_out = w.shape
+    s = stride
+    taps = -(-k // s)
+    if taps * s != k:  # zero taps at the start of the flipped kernel (the torch kernel's end)
+        w = jnp.pad(w, ((taps * s - k, 0), (0, 0), (0, 0)))
+    full = (x.shape[1] - 1) * s + k  # the untrimmed length
+    # flipped kernel row u * s + (s - 1 - p) holds phase p's tap J - 1 - u
+    wp = w.reshape(taps, s, c_in, c_out)[:, ::-1].transpose(0, 2, 1, 3).reshape(taps, c_in, s * c_out)
+    q0, q1 = left // s, -(-(full - right) // s)  # frames holding the kept samples
+    # frame q reads x[q - J + 1 .. q]: padding J - 1 on the left gives frame 0 at output 0
+    lo, hi = taps - 1 - q0, q1 - x.shape[1]
+    y = _conv(x, wp, 1, 1, [(lo, hi)], precision) + jnp.tile(b, s)
+    y = y.reshape(y.shape[0], (q1 - q0) * s, c_out)
+    a = left - q0 * s
+    n = full - left - right
+    return y if (a == 0 and y.shape[1] == n) else y[:, a: a + n]
 
 
 def uniform_init(rngs: nnx.Rngs, shape: tuple[int, ...], bound: float) -> jax.Array:
@@ -115,20 +226,16 @@ class SConv1d(nnx.Module):
         # the reference passes the undilated kernel size here; identical whenever stride = 1
         extra = extra_padding_for_conv1d(x.shape[1], k, s, padding_total)
         if self.causal:
-            x = pad1d(x, padding_total, extra, self.pad_mode)
+            left, right = padding_total, extra
         else:
             right = padding_total // 2
-            x = pad1d(x, padding_total - right, right + extra, self.pad_mode)
-        y = jax.lax.conv_general_dilated(
-            x,
-            self.weight[...],
-            window_strides=(s,),
-            padding="VALID",
-            rhs_dilation=(d,),
-            dimension_numbers=_DIMS,
-            precision=self.precision,
-        )
-        return y + self.bias[...]
+            left, right = padding_total - right, right + extra
+        w, b = self.weight[...], self.bias[...]
+        if conv_form() == "unpadded":
+            return conv1d_same_padding(x, w, b, stride=s, dilation=d, left=left, right=right,
+                                       mode=self.pad_mode, precision=self.precision)
+        y = _conv(pad1d(x, left, right, self.pad_mode), w, s, d, "VALID", self.precision)
+        return y + b
 
 
 class SConvTranspose1d(nnx.Module):
@@ -172,6 +279,9 @@ class SConvTranspose1d(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         k, s = self.kernel_size, self.stride
         left, right = self.trims()
+        if conv_form() == "unpadded":
+            return conv_transpose1d(x, self.weight[...], self.bias[...], stride=s, left=left,
+                                    right=right, precision=self.precision)
         # a transposed conv is a forward conv of the s-dilated input with the flipped kernel
         # (stored flipped); trimming the output is padding less on that side
         y = jax.lax.conv_general_dilated(
