@@ -257,8 +257,7 @@ _flash.defvjp(_flash_fwd, _flash_bwd)
 
 def native_head_dim(d: int) -> bool:
     """Head widths the kernel runs as they are: powers of two from 16 (Triton's smallest
-    product) to 256. The route ``auto`` takes the kernel for these (measured faster than the
-    explicit route on an H200)."""
+    product) to 256; :func:`supported_head_dim` widths in between are zero-padded."""
     return 16 <= d <= 256 and d & (d - 1) == 0
 
 
