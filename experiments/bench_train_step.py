@@ -99,6 +99,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--small", action="store_true", help="tiny sizes for a CPU check")
+    p.add_argument("--memory_only", action="store_true",
+                   help="compile, report the step's memory from XLA's buffer assignment, exit")
     p.add_argument("--compile_only", action="store_true",
                    help="compile (filling --compilation_cache_dir) and report only compile time")
     p.add_argument("--default_xla_flags", action="store_true",
@@ -205,6 +207,11 @@ def main() -> None:
         step_bytes = (mem.argument_size_in_bytes + mem.output_size_in_bytes
                       + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
         step_gib = step_bytes / 2**30
+    if a.memory_only:
+        record.update({"step_memory_gib": None if step_gib is None else round(step_gib, 3),
+                       "temp_gib": None if mem is None else round(mem.temp_size_in_bytes / 2**30, 3)})
+        emit(record, a.out)
+        return
     cost = compiled.cost_analysis()
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     xla_flops = float(cost.get("flops", float("nan"))) if cost else float("nan")

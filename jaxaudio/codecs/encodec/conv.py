@@ -117,8 +117,8 @@ def conv1d_same_padding(x: jax.Array, w: jax.Array, b: jax.Array, *, stride: int
     the outputs whose window reaches into the padding (``ceil(left / stride)`` at the start,
     a few at the end when ``right > 0``) are recomputed from a reflect-padded slice of the edge
     and written over the zero-padded ones. Other cases take the padded copy. The gradient is
-    the padded form's (its backward keeps one activation fewer alive than that of the slices
-    and edge writes: 0.3 GiB less at the decoder's peak, batch 8 x 16 s).
+    the padded form's: the backward of the slices and edge writes kept one more activation
+    alive (on an H200 the raw train step's peak was 7.77 GiB with it, 7.46 without).
     """
     args = (stride, dilation, left, right, mode, precision)
     if _unpadded_plan(x.shape[1], w.shape[0], *args[:5]) is None:
