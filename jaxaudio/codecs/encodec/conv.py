@@ -32,7 +32,9 @@ Two forms compute the same outputs (``JAXAUDIO_CODEC_CONV``, :func:`conv_form`):
   padding adds, and overwrites the few outputs whose window reaches into reflect padding with a
   small convolution of the reflected edge (:func:`conv1d_same_padding`).
   :class:`SConvTranspose1d` runs as ``stride`` phases of one undilated convolution with
-  ``stride`` times the output channels, interleaved by a reshape (:func:`conv_transpose1d`).
+  ``stride`` times the output channels, interleaved by a reshape (:func:`conv_transpose1d`);
+  its ``ceil(k / stride) - 1`` frames of one-sided padding remain a padded copy of the
+  undilated input, ``stride`` times smaller than the dilated one.
 - ``"padded"``: the reference's literal order (pad the input, then a VALID convolution; the
   transposed convolution as a convolution of the ``stride``-dilated input).
 """
