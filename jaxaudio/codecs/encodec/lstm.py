@@ -25,11 +25,6 @@ one product over all steps before running the reverse recurrence as a scan. Auto
 unrolled scan kept each step's intermediates instead: on an H200 the cached train step's peak
 fell from 7.61 to 7.31 GiB and the step ran 3 % faster (experiments/README.md).
 ``JAXAUDIO_LSTM_GRAD=autodiff`` takes JAX's gradient of the scan again (for comparison).
-
-Each step's product reads every recurrent weight once (``JAXAUDIO_LSTM_PRODUCT=stacked``, the
-default): the layers' states are the rows of one product with ``[W_hh_0^T | W_ih_1^T |
-W_hh_1^T | ...]``. The earlier form (``block``: all states in one row, times a block-bidiagonal
-matrix) also read the zero blocks, a quarter of a two-layer step's 16 MiB of weights.
 """
 
 from __future__ import annotations
@@ -49,8 +44,6 @@ LSTM_IMPLS = ("auto", "scan", "cudnn")
 UNROLL_ENV = "JAXAUDIO_LSTM_UNROLL"
 GRAD_ENV = "JAXAUDIO_LSTM_GRAD"
 LSTM_GRADS = ("recompute", "autodiff")
-PRODUCT_ENV = "JAXAUDIO_LSTM_PRODUCT"
-LSTM_PRODUCTS = ("stacked", "block")
 # Measured on an H200: the decoder LSTM's forward+backward 50.6 -> 31.0 ms (experiments/README.md;
 # 23.0 ms since each step is one product, unroll 16 no faster).
 GPU_UNROLL = 8
@@ -101,36 +94,26 @@ def _cell(gates: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
 
-def _env_choice(name: str, choices: tuple[str, ...]) -> str:
-    raw = os.environ.get(name, "").strip().lower() or choices[0]
-    if raw not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {raw!r}")
+def lstm_grad_mode() -> str:
+    """How :func:`lstm_scan` takes its gradient: ``JAXAUDIO_LSTM_GRAD``, else ``"recompute"``."""
+    raw = os.environ.get(GRAD_ENV, "").strip().lower() or "recompute"
+    if raw not in LSTM_GRADS:
+        raise ValueError(f"{GRAD_ENV} must be one of {LSTM_GRADS}, got {raw!r}")
     return raw
 
 
-def lstm_grad_mode() -> str:
-    """How :func:`lstm_scan` takes its gradient: ``JAXAUDIO_LSTM_GRAD``, else ``"recompute"``."""
-    return _env_choice(GRAD_ENV, LSTM_GRADS)
-
-
-def lstm_product_form() -> str:
-    """The step's product form: ``JAXAUDIO_LSTM_PRODUCT``, else ``"stacked"`` (see the module doc)."""
-    return _env_choice(PRODUCT_ENV, LSTM_PRODUCTS)
-
-
 def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
-              unroll: int | None = None, grad: str | None = None,
-              product: str | None = None) -> jax.Array:
+              unroll: int | None = None, grad: str | None = None) -> jax.Array:
     """Multi-layer LSTM, time-major: ``x [T, B, H_in] -> [T, B, H]``, as one ``lax.scan``.
 
     ``layers`` holds torch's ``(weight_ih [4H, H_in], weight_hh [4H, H], bias_ih, bias_hh)``.
     The layers run as a wavefront: at step ``s`` layer ``l`` handles frame ``s - l``, reading
     the previous layer's output from the carry, so ``T + L - 1`` sequential steps replace
-    ``L * T``. Each step is one matrix product of every layer's state with the recurrent
-    weights (``product``, None: :func:`lstm_product_form`; layer ``l``'s gates take ``W_hh``
-    from its own state and ``W_ih`` from layer ``l - 1``'s) and one elementwise kernel. Layer
-    ``l`` stays at its zero initial state for its first ``l`` steps. ``unroll``: steps per
-    loop iteration (None: :func:`scan_unroll`).
+    ``L * T``. Each step is one matrix product of every layer's state ``[B, L*H]`` with a
+    block-bidiagonal ``[L*H, L*4H]`` matrix (layer ``l``'s gates take ``W_hh`` from its own
+    state and ``W_ih`` from layer ``l - 1``'s; the other blocks are zero), so the step is one
+    product and one elementwise kernel. Layer ``l`` stays at its zero initial state for its
+    first ``l`` steps. ``unroll``: steps per loop iteration (None: :func:`scan_unroll`).
 
     ``grad`` (None: :func:`lstm_grad_mode`): ``"recompute"`` keeps only the states ``h, c`` of
     every step for the backward and recomputes the gates from them in one product over all
@@ -139,56 +122,27 @@ def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
     the gradient of the same forward, for the input and for every weight.
     """
     unroll = scan_unroll() if unroll is None else int(unroll)
-    product = lstm_product_form() if product is None else product
-    if product not in LSTM_PRODUCTS:
-        raise ValueError(f"lstm_scan: product must be one of {LSTM_PRODUCTS}, got {product!r}")
     grad = lstm_grad_mode() if grad is None else grad
     if grad not in LSTM_GRADS:
         raise ValueError(f"lstm_scan: grad must be one of {LSTM_GRADS}, got {grad!r}")
     layers = tuple(tuple(layer) for layer in layers)
     if grad == "autodiff":
-        return _scan_forward(x, layers, precision, unroll, product, keep_states=False)[0]
-    return _scan_recompute(x, layers, precision, unroll, product)
+        return _scan_forward(x, layers, precision, unroll, keep_states=False)[0]
+    return _scan_recompute(x, layers, precision, unroll)
 
 
-def _recurrent(layers, dtype, form):
-    """The step's recurrent weights ``(w_fwd, w_bwd)`` and the deeper layers' summed biases
-    ``[L-1, 4H]`` (or None).
-
-    ``"stacked"``: ``w_fwd = [W_hh_0^T | W_ih_1^T | W_hh_1^T | ...]`` (``[H, (2L-1)*4H]``) and
-    ``w_bwd = [W_hh_0 | W_ih_1 | W_hh_1 | ...]`` (``[4H, (2L-1)*H]``), no zero block.
-    ``"block"``: ``W [L*H, L*4H]`` (row block r feeds column block l: ``W_hh_l^T`` on the
-    diagonal, ``W_ih_l^T`` above it, zeros elsewhere) and its transpose.
-    """
+def _block_matrix(layers, dtype):
+    """``W [L*H, L*4H]`` (row block r feeds column block l: ``W_hh_l^T`` on the diagonal,
+    ``W_ih_l^T`` above it) and the deeper layers' summed biases ``[L-1, 4H]`` (or None)."""
     n_layers = len(layers)
     hidden = layers[0][1].shape[1]
-    b_deep = jnp.stack([b_ih + b_hh for _, _, b_ih, b_hh in layers[1:]]) if n_layers > 1 else None
-    if form == "stacked":
-        mats = [w for l, (w_ih, w_hh, _, _) in enumerate(layers) for w in ((w_ih,) if l else ()) + (w_hh,)]
-        return jnp.concatenate([w.T for w in mats], axis=1), jnp.concatenate(mats, axis=1), b_deep
     zero = jnp.zeros((hidden, 4 * hidden), dtype)
     w_big = jnp.concatenate([
         jnp.concatenate([layers[l][1].T if l == r else layers[l][0].T if l == r + 1 else zero
                          for l in range(n_layers)], axis=1)
         for r in range(n_layers)], axis=0)
-    return w_big, w_big.T, b_deep
-
-
-def _recurrent_product(v, w, form, precision, shift):
-    """One step's product of every layer's vector ``v [..., B, L, K]`` with the recurrent
-    weights -> ``[..., B, L, N]``. Forward (``shift=-1``, ``v`` the states, ``w = w_fwd``):
-    layer ``l``'s gates ``h_l W_hh_l^T + h_{l-1} W_ih_l^T``. Backward (``shift=1``, ``v`` the
-    gates' cotangents, ``w = w_bwd``): state ``l``'s ``dz_l W_hh_l + dz_{l+1} W_ih_{l+1}``."""
-    *lead, n_layers, k = v.shape
-    if form == "block":
-        return jnp.dot(v.reshape(*lead, n_layers * k), w,
-                       precision=precision).reshape(*lead, n_layers, -1)
-    # every row times every column block: row l's own block is 2l, its neighbour's 2l + shift
-    out = jnp.dot(v.reshape(-1, k), w, precision=precision)
-    out = out.reshape(*lead, n_layers, 2 * n_layers - 1, -1)
-    return jnp.stack([out[..., l, 2 * l, :] + (out[..., l + shift, 2 * l + shift, :]
-                                              if 0 <= l + shift < n_layers else 0.0)
-                      for l in range(n_layers)], axis=-2)
+    b_deep = jnp.stack([b_ih + b_hh for _, _, b_ih, b_hh in layers[1:]]) if n_layers > 1 else None
+    return w_big, b_deep
 
 
 def _input_gates(x, layers, precision, n_layers):
@@ -199,20 +153,21 @@ def _input_gates(x, layers, precision, n_layers):
     return jnp.pad(xw, ((0, n_layers - 1), (0, 0), (0, 0)))
 
 
-def _scan_forward(x, layers, precision, unroll, form, *, keep_states):
+def _scan_forward(x, layers, precision, unroll, *, keep_states):
     """``(ys [T, B, H], hs, cs)``; ``hs, cs [S, B, L, H]`` (every layer's state after each of
     the ``S = T + L - 1`` steps) when ``keep_states``, else None."""
     n_layers = len(layers)
     hidden = layers[0][1].shape[1]
     bsz = x.shape[1]
     xw = _input_gates(x, layers, precision, n_layers)
-    w_fwd, _, b_deep = _recurrent(layers, x.dtype, form)
+    w_big, b_deep = _block_matrix(layers, x.dtype)
     started = jnp.arange(n_layers)[None, :, None]
 
     def step(carry, inp):
         h, c = carry  # [B, L, H] each
         xw_s, s = inp
-        gates = _recurrent_product(h, w_fwd, form, precision, -1)
+        gates = jnp.dot(h.reshape(bsz, n_layers * hidden), w_big, precision=precision)
+        gates = gates.reshape(bsz, n_layers, 4 * hidden)
         add = xw_s[:, None] if b_deep is None else jnp.concatenate(
             [xw_s[:, None], jnp.broadcast_to(b_deep, (bsz, *b_deep.shape))], axis=1)
         h_new, c_new = _cell(gates + add, c)
@@ -229,42 +184,39 @@ def _scan_forward(x, layers, precision, unroll, form, *, keep_states):
     return out[n_layers - 1 :], None, None
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
-def _scan_recompute(x, layers, precision, unroll, form):
-    return _scan_forward(x, layers, precision, unroll, form, keep_states=False)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _scan_recompute(x, layers, precision, unroll):
+    return _scan_forward(x, layers, precision, unroll, keep_states=False)[0]
 
 
-def _scan_fwd(x, layers, precision, unroll, form):
-    ys, hs, cs = _scan_forward(x, layers, precision, unroll, form, keep_states=True)
+def _scan_fwd(x, layers, precision, unroll):
+    ys, hs, cs = _scan_forward(x, layers, precision, unroll, keep_states=True)
     return ys, (x, layers, hs, cs)
 
 
-def _scan_bwd(precision, unroll, form, res, dys):
-    """The reverse recurrence over the kept states: the gate pre-activations of every step from
-    one product over all steps (not saved by the forward), then one reverse scan whose step is
-    the cell's backward and one product with the transposed recurrent weights."""
+def _scan_bwd(precision, unroll, res, dys):
+    """The reverse recurrence over the kept states: the gate activations of every step from
+    one product ``[S*B, L*H] x [L*H, L*4H]`` (not saved by the forward), then one reverse scan
+    whose step is the cell's backward and one product with ``W^T``."""
     x, layers, hs, cs = res
     n_layers = len(layers)
     hidden = layers[0][1].shape[1]
     steps, bsz = hs.shape[0], hs.shape[1]
     dtype = hs.dtype
-    w_fwd, w_bwd, b_deep = _recurrent(layers, dtype, form)
+    w_big, b_deep = _block_matrix(layers, dtype)
     zeros = jnp.zeros((1, bsz, n_layers, hidden), dtype)
     u = jnp.concatenate([zeros, hs[:-1]])  # every layer's state before step s
     c_prev = jnp.concatenate([zeros, cs[:-1]])
     xw = _input_gates(x, layers, precision, n_layers)
-    if form == "block":
-        z = _recurrent_product(u, w_fwd, form, precision, -1)
-    else:  # one product per weight (the step's form would write (2L - 1) / L times the gates)
-        z = jnp.stack([sum(jnp.einsum("sbh,gh->sbg", u[:, :, r], w, precision=precision)
-                           for r, w in ((l - 1, layers[l][0]), (l, layers[l][1])) if r >= 0)
-                       for l in range(n_layers)], axis=2)
+    z = jnp.einsum("sbk,kn->sbn", u.reshape(steps, bsz, n_layers * hidden), w_big,
+                   precision=precision).reshape(steps, bsz, n_layers, 4 * hidden)
     add = xw[:, :, None] if b_deep is None else jnp.concatenate(
         [xw[:, :, None], jnp.broadcast_to(b_deep, (steps, bsz, *b_deep.shape))], axis=2)
     z = z + add  # the gates' pre-activations; the activations are taken inside the scan's step
     active = (jnp.arange(steps)[:, None] >= jnp.arange(n_layers)[None, :])[:, None, :, None]
     dy = jnp.zeros((steps, bsz, n_layers, hidden), dtype)
     dy = dy.at[n_layers - 1 :, :, -1].set(dys.astype(dtype))
+    w_t = w_big.T
 
     def step(carry, inp):
         dh, dc = carry  # the cotangents of the state after this step, [B, L, H]
@@ -277,9 +229,9 @@ def _scan_bwd(precision, unroll, form, res, dys):
         dz = jnp.concatenate([dct * g * i * (1.0 - i), dct * cp * f * (1.0 - f),
                               dct * i * (1.0 - g * g), dh * tc * o * (1.0 - o)], axis=-1)
         dz = jnp.where(act, dz, 0.0)  # an idle layer holds its zero initial state
-        du = _recurrent_product(dz, w_bwd, form, precision, 1)
+        du = jnp.dot(dz.reshape(bsz, n_layers * 4 * hidden), w_t, precision=precision)
         dc_prev = jnp.where(act, dct * f, 0.0)
-        return (du, dc_prev), (dz[:, 0], dz[:, 1:])
+        return (du.reshape(bsz, n_layers, hidden), dc_prev), (dz[:, 0], dz[:, 1:])
 
     carry = (jnp.zeros((bsz, n_layers, hidden), dtype),) * 2
     _, (dz0, dz_deep) = jax.lax.scan(step, carry, (dy, z, c_prev, cs, active), reverse=True,
