@@ -2,7 +2,9 @@
 
 For ``[1200, B, 512]`` (the codec's LSTM at 16 s; B = 8 for a decode, 16 for the raw-clip
 step's batched encode and the paired decode), two layers: forward and forward+backward times
-of the scan (``lstm_scan``, one product per step over a block matrix, unroll 8) and of the
+of the scan (``lstm_scan``, one product per step over a block matrix, unroll 8;
+``scan_unroll8`` with each step's states behind an optimisation barrier, ``_fused`` without it,
+``_autodiff`` with JAX's gradient) and of the
 persistent kernels (``lstm_persistent``: one launch per direction, the programs synchronised
 by a grid-wide barrier between steps) over block shapes and warp counts. Each is checked
 against the scan at ``highest`` precision (forward, and the gradient of ``sum(y * g)`` with
@@ -71,7 +73,8 @@ def main() -> None:
                      rel_grad=rel(jax.jit(jax.grad(loss(fn)))(x), g_hi))
         if "timing" not in a.parts:
             continue
-        forms = {"scan_unroll8": lambda x: lstm_scan(x, layers, None, 8, "recompute"),
+        forms = {"scan_unroll8": lambda x: lstm_scan(x, layers, None, 8, "recompute", "barrier"),
+                 "scan_unroll8_fused": lambda x: lstm_scan(x, layers, None, 8, "recompute", "fused"),
                  "scan_unroll8_autodiff": lambda x: lstm_scan(x, layers, None, 8, "autodiff")}
         if "persistent" in a.parts:
             forms.update({f"persistent_{bu}u_{bk}k_{nw}w_{ns}s": kernel(*shp)

@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
-# EnCodec's LSTM on one H200 in one device call (about 7 minutes): the scan's two gradients
-# (recompute, autodiff) timed (bench_lstm.py; LSTM_PARTS="timing persistent breakdown" adds the
-# persistent kernels, tried and not kept), then the headline train step at fp32 default
-# precision in both semantics with the scan's gradient recomputed (JAXAUDIO_LSTM_GRAD=recompute,
-# the default) and taken by autodiff (=autodiff), everything else equal. The steps compile cold side
-# by side (cold compile
-# times are upper bounds), then each is timed in its own process that loads it from the
-# persistent cache. Results: $OUT/{env.txt,lstm.jsonl,train_step.jsonl,all.log}.
+# EnCodec's LSTM on one H200 in one device call (about 8 minutes): the scan's forms timed alone
+# (bench_lstm.py: each step's states behind an optimisation barrier or fused across steps by
+# XLA, the recomputed gradient and autodiff; LSTM_PARTS="timing persistent breakdown" adds the
+# persistent kernels, tried and not kept), then the headline train step for each of CASES
+# (semantics:precision) x GRADS (JAXAUDIO_LSTM_GRAD) x STEP_FORMS (JAXAUDIO_LSTM_STEP),
+# everything else equal. The steps compile cold side by side (cold compile times are upper
+# bounds), then each is timed in its own process that loads it from the persistent cache.
+# Results: $OUT/{env.txt,lstm.jsonl,train_step.jsonl,all.log}.
 #   bash experiments/bench_lstm_h200.sh
-#   STEPS=none bash experiments/bench_lstm_h200.sh          # the kernels only
-#   LSTM_PARTS=none GRADS=recompute PRECISIONS=bf16 bash experiments/bench_lstm_h200.sh
+#   STEPS=none bash experiments/bench_lstm_h200.sh          # the LSTM alone
+#   CASES="cached:fp32 raw:fp32" GRADS="recompute autodiff" STEP_FORMS=fused \
+#     bash experiments/bench_lstm_h200.sh    # the sixth session's comparison
 set -u
 O=${OUT:-/tmp/lstm_out}; C=/tmp/jcc_lstm
-PRECS=${PRECISIONS:-fp32}
 source "$(dirname "$0")/bench_env.sh"
 if [[ ${LSTM_PARTS:-timing} != none ]]; then
   say "lstm kernels ${LSTM_PARTS:-timing}"
@@ -20,17 +20,21 @@ if [[ ${LSTM_PARTS:-timing} != none ]]; then
     --repeat 10 --out "$O/lstm.jsonl" >> "$L" 2>&1 || { say "lstm kernels FAILED rc=$?"; exit 1; }
 fi
 [[ ${STEPS:-} == none ]] && { say done; exit 0; }
-GRADS=${GRADS:-recompute autodiff}
-SEMS=${SEMANTICS:-cached raw}
-say "cold compiles side by side: lstm grad $GRADS x semantics $SEMS x $PRECS"
-for p in $PRECS; do for r in $GRADS; do for s in $SEMS; do
-  JAXAUDIO_LSTM_GRAD=$r XLA_PYTHON_CLIENT_MEM_FRACTION=0.15 timeout 300 $B --compile_only \
-    --semantics $s --precision $p >> "$L" 2>&1 &
-done; done; done
+CASES=${CASES:-raw:fp32 cached:fp32 cached:bf16}; GRADS=${GRADS:-recompute}
+STEP_FORMS=${STEP_FORMS:-barrier fused}
+runs=()
+for c in $CASES; do for r in $GRADS; do for q in $STEP_FORMS; do
+  runs+=("${c%:*} ${c#*:} $r $q"); done; done; done
+frac=$(python3 -c "print(min(0.15, 0.9 / ${#runs[@]}))")
+say "cold compiles side by side: ${#runs[@]} runs (semantics precision grad step)"
+for x in "${runs[@]}"; do set -- $x
+  JAXAUDIO_LSTM_GRAD=$3 JAXAUDIO_LSTM_STEP=$4 XLA_PYTHON_CLIENT_MEM_FRACTION=$frac \
+    timeout 300 $B --compile_only --semantics $1 --precision $2 >> "$L" 2>&1 &
+done
 wait
-for p in $PRECS; do for s in $SEMS; do for r in $GRADS; do
-  say "warm $s $p JAXAUDIO_LSTM_GRAD=$r"
-  JAXAUDIO_LSTM_GRAD=$r timeout 100 $B --semantics $s --precision $p >> "$L" 2>&1 \
-    || say "FAILED rc=$? $s $p $r"
-done; done; done
+for x in "${runs[@]}"; do set -- $x
+  say "warm $1 $2 JAXAUDIO_LSTM_GRAD=$3 JAXAUDIO_LSTM_STEP=$4"
+  JAXAUDIO_LSTM_GRAD=$3 JAXAUDIO_LSTM_STEP=$4 timeout 100 $B --semantics $1 --precision $2 \
+    >> "$L" 2>&1 || say "FAILED rc=$? $x"
+done
 say done

@@ -125,7 +125,8 @@ def main() -> None:
 
     from jaxaudio.codecs import make_codec
     from jaxaudio.codecs.encodec.conv import conv_form
-    from jaxaudio.codecs.encodec.lstm import lstm_grad_mode, resolve_lstm_impl, scan_unroll
+    from jaxaudio.codecs.encodec.lstm import (lstm_grad_mode, lstm_step_form, resolve_lstm_impl,
+                                              scan_unroll)
     from jaxaudio.nn.attention import MultiheadAttention, attention_impl
     from jaxaudio.training.cli import parse_config
     from jaxaudio.training.setup import build_discriminator, build_mesh, build_model, replicate
@@ -191,6 +192,7 @@ def main() -> None:
         "frames": t, "precision": a.precision, "matmul_precision": a.matmul_precision,
         "attention": {f"width {d} x{n}": attention_impl(compute_dtype, head_dim=d)
                       for d, n in sorted(head_widths.items())}, "lstm": resolve_lstm_impl("auto"), "lstm_unroll": scan_unroll(), "lstm_grad": lstm_grad_mode(),
+        "lstm_step": lstm_step_form(),
         "codec_conv": conv_form(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "compile_s": round(compile_s, 2), "compilation_cache": a.compilation_cache_dir,

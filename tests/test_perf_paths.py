@@ -6,6 +6,7 @@ import itertools
 
 import chex
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from flax import nnx
 
 from jaxaudio import runtime
 from jaxaudio.codecs.encodec.conv import CONV_ENV, SConv1d, SConvTranspose1d, conv_form
-from jaxaudio.codecs.encodec.lstm import GRAD_ENV, UNROLL_ENV, lstm_grad_mode, lstm_scan, scan_unroll
+from jaxaudio.codecs.encodec.lstm import (GRAD_ENV, STEP_ENV, UNROLL_ENV, lstm_grad_mode,
+                                          lstm_scan, lstm_step_form, scan_unroll)
 from jaxaudio.nn import MultiheadAttention
 from jaxaudio.nn.attention import ATTENTION_ENV, attention_impl, cudnn_command_buffers_off
 
@@ -89,17 +91,65 @@ def test_lstm_recomputed_gradient_equals_autodiff(monkeypatch, n_layers):
     ct = jnp.asarray(rng.standard_normal((t, b, h)), jnp.float32)
 
     def grads(mode):
-        loss = lambda x, ls: jnp.sum(lstm_scan(x, ls, "highest", 4, mode) * ct)
-        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))(x, layers)
+        def loss(x, ls):
+            y = lstm_scan(x, ls, "highest", 4, mode)
+            return jnp.sum(y * ct), y
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(x, layers)
 
-    (v_r, g_r), (v_a, g_a) = grads("recompute"), grads("autodiff")
-    # the same forward (kept states change XLA's fusion: float32 round-off apart)
-    chex.assert_trees_all_close(v_r, v_a, rtol=1e-6)
+    ((_, y_r), g_r), ((_, y_a), g_a) = grads("recompute"), grads("autodiff")
+    # the same forward, element by element (kept states change XLA's fusion: float32 round-off
+    # apart; the scalar loss is a sum with cancellation, whose own round-off is larger)
+    chex.assert_trees_all_close(y_r, y_a, rtol=1e-6, atol=1e-7)
     chex.assert_trees_all_close(g_r, g_a, rtol=1e-5, atol=1e-5)
     assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(g_r))
     monkeypatch.setenv(GRAD_ENV, "bogus")
     with pytest.raises(ValueError, match=GRAD_ENV):
         lstm_grad_mode()
+
+
+def _scan_primitives(jaxpr):
+    """Every primitive name inside the scans of a closed jaxpr (their bodies, nested calls too)."""
+    names = []
+
+    def walk(jx, inside):
+        for eqn in jx.eqns:
+            if inside:
+                names.append(eqn.primitive.name)
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                walk(sub, inside or eqn.primitive.name == "scan")
+
+    walk(jaxpr.jaxpr, False)
+    return names
+
+
+def test_lstm_step_barrier(monkeypatch):
+    """Each forward step's states pass an optimisation barrier (so XLA cannot recompute earlier
+    steps' cells inside later ones on the GPU), only in the ``barrier`` form; both forms give
+    the same outputs and gradients (recomputed and autodiff) and the variable is checked."""
+    monkeypatch.delenv(STEP_ENV, raising=False)
+    assert lstm_step_form() == "barrier"
+    rng = np.random.default_rng(3)
+    h, t, b = 8, 12, 2
+    layers = [tuple(jnp.asarray(0.4 * rng.standard_normal(s), jnp.float32)
+                    for s in ((4 * h, h), (4 * h, h), (4 * h,), (4 * h,))) for _ in range(2)]
+    x = jnp.asarray(rng.standard_normal((t, b, h)), jnp.float32)
+    for grad in ("recompute", "autodiff"):
+        loss = lambda step: (lambda x: jnp.sum(lstm_scan(x, layers, "highest", 4, grad, step) ** 2))
+        for fn in (lambda step: (lambda x: lstm_scan(x, layers, "highest", 4, grad, step)),
+                   lambda step: jax.grad(loss(step))):
+            barred = _scan_primitives(jax.make_jaxpr(fn("barrier"))(x))
+            fused = _scan_primitives(jax.make_jaxpr(fn("fused"))(x))
+            assert "optimization_barrier" in barred and "optimization_barrier" not in fused
+            chex.assert_trees_all_close(jax.jit(fn("barrier"))(x), jax.jit(fn("fused"))(x),
+                                        rtol=1e-6, atol=1e-7)
+    default = _scan_primitives(jax.make_jaxpr(lambda x: lstm_scan(x, layers, "highest", 4))(x))
+    assert "optimization_barrier" in default
+    monkeypatch.setenv(STEP_ENV, "fused")
+    assert "optimization_barrier" not in _scan_primitives(
+        jax.make_jaxpr(lambda x: lstm_scan(x, layers, "highest", 4))(x))
+    monkeypatch.setenv(STEP_ENV, "unrolled")
+    with pytest.raises(ValueError, match=STEP_ENV):
+        lstm_scan(x, layers, "highest", 4)
 
 
 def test_lstm_recomputed_gradient_needs_less_memory():

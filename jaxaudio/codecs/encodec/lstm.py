@@ -25,6 +25,12 @@ one product over all steps before running the reverse recurrence as a scan. Auto
 unrolled scan kept each step's intermediates instead: on an H200 the cached train step's peak
 fell from 7.61 to 7.31 GiB and the step ran 3 % faster (experiments/README.md).
 ``JAXAUDIO_LSTM_GRAD=autodiff`` takes JAX's gradient of the scan again (for comparison).
+
+Each forward step ends at an optimisation barrier on its states (``JAXAUDIO_LSTM_STEP=barrier``,
+the default). Without it (``fused``) XLA's GPU fusion recomputed the cells of all earlier steps
+of an unrolled iteration inside each step's cell kernel, re-reading their products' outputs
+(split-K partials, 1 MiB a step at EnCodec's size): step ``k`` of 8 read ``k`` of them. Same
+arithmetic either way.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ LSTM_IMPLS = ("auto", "scan", "cudnn")
 UNROLL_ENV = "JAXAUDIO_LSTM_UNROLL"
 GRAD_ENV = "JAXAUDIO_LSTM_GRAD"
 LSTM_GRADS = ("recompute", "autodiff")
+STEP_ENV = "JAXAUDIO_LSTM_STEP"
+LSTM_STEPS = ("barrier", "fused")
 # Measured on an H200: the decoder LSTM's forward+backward 50.6 -> 31.0 ms (experiments/README.md;
 # 23.0 ms since each step is one product, unroll 16 no faster).
 GPU_UNROLL = 8
@@ -102,8 +110,18 @@ def lstm_grad_mode() -> str:
     return raw
 
 
+def lstm_step_form() -> str:
+    """``JAXAUDIO_LSTM_STEP``, else ``"barrier"``: whether each forward step's states are
+    materialised behind an optimisation barrier (see the module doc)."""
+    raw = os.environ.get(STEP_ENV, "").strip().lower() or "barrier"
+    if raw not in LSTM_STEPS:
+        raise ValueError(f"{STEP_ENV} must be one of {LSTM_STEPS}, got {raw!r}")
+    return raw
+
+
 def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
-              unroll: int | None = None, grad: str | None = None) -> jax.Array:
+              unroll: int | None = None, grad: str | None = None,
+              step: str | None = None) -> jax.Array:
     """Multi-layer LSTM, time-major: ``x [T, B, H_in] -> [T, B, H]``, as one ``lax.scan``.
 
     ``layers`` holds torch's ``(weight_ih [4H, H_in], weight_hh [4H, H], bias_ih, bias_hh)``.
@@ -120,15 +138,21 @@ def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
     steps (:func:`_scan_bwd`), then runs the reverse recurrence as a scan; ``"autodiff"`` lets
     JAX differentiate the scan, which keeps each step's intermediates (more memory). Both give
     the gradient of the same forward, for the input and for every weight.
+
+    ``step`` (None: :func:`lstm_step_form`): ``"barrier"`` or ``"fused"`` (see the module doc).
     """
     unroll = scan_unroll() if unroll is None else int(unroll)
     grad = lstm_grad_mode() if grad is None else grad
     if grad not in LSTM_GRADS:
         raise ValueError(f"lstm_scan: grad must be one of {LSTM_GRADS}, got {grad!r}")
     layers = tuple(tuple(layer) for layer in layers)
+    step = lstm_step_form() if step is None else step
+    if step not in LSTM_STEPS:
+        raise ValueError(f"lstm_scan: step must be one of {LSTM_STEPS}, got {step!r}")
+    barrier = step == "barrier"
     if grad == "autodiff":
-        return _scan_forward(x, layers, precision, unroll, keep_states=False)[0]
-    return _scan_recompute(x, layers, precision, unroll)
+        return _scan_forward(x, layers, precision, unroll, barrier, keep_states=False)[0]
+    return _scan_recompute(x, layers, precision, unroll, barrier)
 
 
 def _block_matrix(layers, dtype):
@@ -153,7 +177,7 @@ def _input_gates(x, layers, precision, n_layers):
     return jnp.pad(xw, ((0, n_layers - 1), (0, 0), (0, 0)))
 
 
-def _scan_forward(x, layers, precision, unroll, *, keep_states):
+def _scan_forward(x, layers, precision, unroll, barrier, *, keep_states):
     """``(ys [T, B, H], hs, cs)``; ``hs, cs [S, B, L, H]`` (every layer's state after each of
     the ``S = T + L - 1`` steps) when ``keep_states``, else None."""
     n_layers = len(layers)
@@ -173,6 +197,8 @@ def _scan_forward(x, layers, precision, unroll, *, keep_states):
         h_new, c_new = _cell(gates + add, c)
         active = s >= started
         h, c = jnp.where(active, h_new, h), jnp.where(active, c_new, c)
+        if barrier:  # this step's h, c are read from memory, not recomputed by later steps
+            h, c = jax.lax.optimization_barrier((h, c))
         return (h, c), ((h, c) if keep_states else h[:, -1])
 
     zeros = jnp.zeros((bsz, n_layers, hidden), x.dtype)
@@ -184,17 +210,17 @@ def _scan_forward(x, layers, precision, unroll, *, keep_states):
     return out[n_layers - 1 :], None, None
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _scan_recompute(x, layers, precision, unroll):
-    return _scan_forward(x, layers, precision, unroll, keep_states=False)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
+def _scan_recompute(x, layers, precision, unroll, barrier):
+    return _scan_forward(x, layers, precision, unroll, barrier, keep_states=False)[0]
 
 
-def _scan_fwd(x, layers, precision, unroll):
-    ys, hs, cs = _scan_forward(x, layers, precision, unroll, keep_states=True)
+def _scan_fwd(x, layers, precision, unroll, barrier):
+    ys, hs, cs = _scan_forward(x, layers, precision, unroll, barrier, keep_states=True)
     return ys, (x, layers, hs, cs)
 
 
-def _scan_bwd(precision, unroll, res, dys):
+def _scan_bwd(precision, unroll, barrier, res, dys):
     """The reverse recurrence over the kept states: the gate activations of every step from
     one product ``[S*B, L*H] x [L*H, L*4H]`` (not saved by the forward), then one reverse scan
     whose step is the cell's backward and one product with ``W^T``."""
