@@ -28,6 +28,16 @@ _OFF = ("0", "off", "false", "no", "none")
 GPU_COMMAND_BUFFER_FLAG = "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL"
 
 
+def env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """A performance switch read from the environment variable ``name``: one of ``choices``
+    (case and surrounding spaces ignored), ``choices[0]`` when unset or empty; anything else
+    is a ``ValueError`` that names the variable and the allowed values."""
+    raw = os.environ.get(name, "").strip().lower() or choices[0]
+    if raw not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {raw!r}")
+    return raw
+
+
 def _backends_started() -> bool:
     from jax._src import xla_bridge
 

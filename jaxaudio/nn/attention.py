@@ -59,6 +59,7 @@ from flax import nnx
 
 from jaxaudio.nn import flash_attention as flash
 from jaxaudio.nn.layers import Linear, torch_uniform
+from jaxaudio.runtime import env_choice
 
 
 def attention_weights(q: jax.Array, k: jax.Array) -> jax.Array:
@@ -113,9 +114,7 @@ def cudnn_command_buffers_off(xla_flags: str | None = None) -> bool:
 def attention_impl(dtype, *, head_dim: int, need_weights: bool = False) -> str:
     """The route for q, k, v of ``dtype`` with ``head_dim`` features per head: ``"cudnn"``,
     ``"pallas"`` or ``"xla"`` (see the module doc)."""
-    impl = os.environ.get(ATTENTION_ENV, "auto").strip().lower() or "auto"
-    if impl not in ATTENTION_IMPLS:
-        raise ValueError(f"{ATTENTION_ENV} must be one of {ATTENTION_IMPLS}, got {impl!r}")
+    impl = env_choice(ATTENTION_ENV, ATTENTION_IMPLS)
     if impl == "xla" or need_weights:
         return "xla"
     if impl in ("cudnn", "pallas"):

@@ -255,12 +255,6 @@ def _flash_bwd(rate, tk, interpret, dim, res, do):
 _flash.defvjp(_flash_fwd, _flash_bwd)
 
 
-def native_head_dim(d: int) -> bool:
-    """Head widths the kernel runs as they are: powers of two from 16 (Triton's smallest
-    product) to 256; :func:`supported_head_dim` widths in between are zero-padded."""
-    return 16 <= d <= 256 and d & (d - 1) == 0
-
-
 def padded_head_dim(d: int) -> int:
     """The width the kernel computes a head of width ``d`` at: ``d`` zero-padded up to a power
     of two >= 16 (zero features change neither ``q . k`` nor the output's first ``d``)."""
@@ -268,7 +262,8 @@ def padded_head_dim(d: int) -> int:
 
 
 def supported_head_dim(d: int) -> bool:
-    """Head widths the kernel takes: 1 to 256 (those that are not native are zero-padded)."""
+    """Head widths the kernel takes: 1 to 256; widths other than the powers of two from 16
+    (Triton's smallest product) are zero-padded (:func:`padded_head_dim`)."""
     return 1 <= d <= 256
 
 

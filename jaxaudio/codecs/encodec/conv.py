@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +50,7 @@ import numpy as np
 from flax import nnx
 
 from jaxaudio.codecs.base import FrozenWeight
+from jaxaudio.runtime import env_choice
 
 # torch F.pad mode -> jnp.pad mode ("zero" is what the reference calls constant padding)
 PAD_MODES = {"reflect": "reflect", "constant": "constant", "zero": "constant", "replicate": "edge", "circular": "wrap"}
@@ -62,10 +62,7 @@ CONV_FORMS = ("unpadded", "padded")
 
 def conv_form() -> str:
     """How the codec's convolutions pad: ``JAXAUDIO_CODEC_CONV``, else ``"unpadded"``."""
-    raw = os.environ.get(CONV_ENV, "").strip().lower() or "unpadded"
-    if raw not in CONV_FORMS:
-        raise ValueError(f"{CONV_ENV} must be one of {CONV_FORMS}, got {raw!r}")
-    return raw
+    return env_choice(CONV_ENV, CONV_FORMS)
 
 
 def extra_padding_for_conv1d(length: int, kernel_size: int, stride: int, padding_total: int = 0) -> int:

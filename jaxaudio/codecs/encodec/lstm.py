@@ -45,6 +45,7 @@ from flax import nnx
 
 from jaxaudio.codecs.base import FrozenWeight
 from jaxaudio.codecs.encodec.conv import uniform_init
+from jaxaudio.runtime import env_choice
 
 LSTM_IMPLS = ("auto", "scan", "cudnn")
 UNROLL_ENV = "JAXAUDIO_LSTM_UNROLL"
@@ -104,19 +105,13 @@ def _cell(gates: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
 
 def lstm_grad_mode() -> str:
     """How :func:`lstm_scan` takes its gradient: ``JAXAUDIO_LSTM_GRAD``, else ``"recompute"``."""
-    raw = os.environ.get(GRAD_ENV, "").strip().lower() or "recompute"
-    if raw not in LSTM_GRADS:
-        raise ValueError(f"{GRAD_ENV} must be one of {LSTM_GRADS}, got {raw!r}")
-    return raw
+    return env_choice(GRAD_ENV, LSTM_GRADS)
 
 
 def lstm_step_form() -> str:
     """``JAXAUDIO_LSTM_STEP``, else ``"barrier"``: whether each forward step's states are
     materialised behind an optimisation barrier (see the module doc)."""
-    raw = os.environ.get(STEP_ENV, "").strip().lower() or "barrier"
-    if raw not in LSTM_STEPS:
-        raise ValueError(f"{STEP_ENV} must be one of {LSTM_STEPS}, got {raw!r}")
-    return raw
+    return env_choice(STEP_ENV, LSTM_STEPS)
 
 
 def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
