@@ -94,6 +94,8 @@ def main() -> None:
     p.add_argument("--batch_per_device", type=int, default=8)
     p.add_argument("--clip_seconds", type=float, default=16.0)
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    p.add_argument("--codec_precision", choices=("fp32", "bf16"), default="fp32",
+                   help="the train step's loss decode (jaxaudio.train's --codec_precision)")
     p.add_argument("--matmul_precision", choices=("default", "highest"), default="default",
                    help="jax_default_matmul_precision: 'default' lets XLA use TF32 on GPU")
     p.add_argument("--steps", type=int, default=20)
@@ -145,7 +147,7 @@ def main() -> None:
 
     flags = list(HEADLINE) + (ORIGINAL_VARIANT if a.variant == "original" else [])
     flags += ["--batch_size", str(a.batch_per_device), "--precision", a.precision,
-              "--codec", "mdct"]
+              "--codec_precision", a.codec_precision, "--codec", "mdct"]
     codec_kw = {}
     if a.small:
         flags += ["--encoding_dim", "32", "--num_layers", "1", "--nhead", "2"]
@@ -189,7 +191,8 @@ def main() -> None:
         "case": "train_step_headline" + ("_small" if a.small else ""),
         "semantics": a.semantics, "variant": a.variant, "device": devices[0].device_kind, "devices": len(devices),
         "batch_per_device": a.batch_per_device, "global_batch": b, "clip_seconds": a.clip_seconds,
-        "frames": t, "precision": a.precision, "matmul_precision": a.matmul_precision,
+        "frames": t, "precision": a.precision, "codec_precision": a.codec_precision,
+        "matmul_precision": a.matmul_precision,
         "attention": {f"width {d} x{n}": attention_impl(compute_dtype, head_dim=d)
                       for d, n in sorted(head_widths.items())}, "lstm": resolve_lstm_impl("auto"), "lstm_unroll": scan_unroll(), "lstm_grad": lstm_grad_mode(),
         "lstm_step": lstm_step_form(),

@@ -161,6 +161,7 @@ def test_four_devices_give_the_losses_of_one(dataset, tmp_path):
 
 
 def test_tiny_random_encodec_in_bf16(dataset, tmp_path):
+    """The model in bf16 and the loss decode's convolutions too (``--codec_precision``)."""
     from jaxaudio.codecs.encodec import random_encodec, save_encodec
 
     codec = random_encodec(0, n_filters=2, dimension=32, ratios=(4, 2), lstm=1)
@@ -170,7 +171,7 @@ def test_tiny_random_encodec_in_bf16(dataset, tmp_path):
     args[args.index("--clip_seconds") + 1] = "0.1"
     assert run(["--dataset_folder", dataset, "--checkpoint_dir", tmp_path / "ck", "--epochs", 1,
                 "--no_mlflow", "--codec", "encodec", "--codec_weights", weights,
-                "--precision", "bf16", *args]) == 0
+                "--precision", "bf16", "--codec_precision", "bf16", *args]) == 0
     (row,) = history(tmp_path / "ck")
     assert np.isfinite(row["val_loss"]) and np.isfinite(row["train_loss"])
 
@@ -188,13 +189,14 @@ def test_nonfinite_updates_are_skipped_then_stop(dataset, tmp_path, capsys):
 @pytest.mark.parametrize("bad, expected", [
     (["--epochs", "0"], "--epochs"),
     (["--mask_type", "weird"], "--mask_type"),
+    (["--codec_precision", "fp16"], "--codec_precision"),
     (["--codec", "encodec"], "--codec_weights"),
     (["--use_creative_agent", "true", "--use_compositional_agent", "true"], "mutually exclusive"),
     (["--dataset_folder", "/nonexistent/folder"], "--dataset_folder"),
 ])
 def test_bad_flags_are_rejected_before_work(bad, expected, capsys, tmp_path):
     args = ["--builtin", "--checkpoint_dir", str(tmp_path / "x"), *bad]
-    if bad[0] == "--mask_type":  # an unknown choice: argparse exits with status 2
+    if bad[0] in ("--mask_type", "--codec_precision"):  # an unknown choice: argparse exits 2
         with pytest.raises(SystemExit) as e:
             main(args)
         assert e.value.code == 2

@@ -32,8 +32,10 @@ class Codec(Protocol):
         """``[B, 1, N]`` audio to ``[B, D, T]`` latents."""
         ...
 
-    def decode(self, latents: jax.Array) -> jax.Array:
-        """``[B, D, T]`` latents to ``[B, 1, N']`` audio."""
+    def decode(self, latents: jax.Array, *, dtype=None) -> jax.Array:
+        """``[B, D, T]`` latents to ``[B, 1, N']`` audio. ``dtype``: the compute dtype the
+        codec may use for its matrix work (None: the latents'); the audio is float32 for
+        float32 latents whatever ``dtype`` is."""
         ...
 
     def identity(self) -> str:
@@ -44,10 +46,14 @@ class Codec(Protocol):
         ...
 
 
-def decode_pair(codec, latents: jax.Array, reference: jax.Array) -> tuple[jax.Array, jax.Array]:
+def decode_pair(codec, latents: jax.Array, reference: jax.Array, *,
+                dtype=None) -> tuple[jax.Array, jax.Array]:
     """``(codec.decode(latents), codec.decode(reference))``, the second without a gradient,
-    through the codec's own ``decode_pair`` where it has one (EnCodec: one LSTM call for both)."""
+    through the codec's own ``decode_pair`` where it has one (EnCodec: one LSTM call for both).
+    ``dtype`` (the decode's compute dtype) applies to ``latents`` only: the reference is the
+    losses' yardstick and decodes as the latent cache decodes it."""
+    kw = {} if dtype is None else {"dtype": dtype}  # codecs written before ``dtype`` still work
     fn = getattr(codec, "decode_pair", None)
     if fn is not None:
-        return fn(latents, reference)
-    return codec.decode(latents), jax.lax.stop_gradient(codec.decode(reference))
+        return fn(latents, reference, **kw)
+    return codec.decode(latents, **kw), jax.lax.stop_gradient(codec.decode(reference))

@@ -147,8 +147,9 @@ class MDCTCodec(nnx.Module):
             raise ValueError(f"MDCTCodec.encode expects mono audio [B, 1, N], got shape {audio.shape}")
         return mdct_encode(audio, self.dim)
 
-    def decode(self, latents: jax.Array) -> jax.Array:
-        """``[B, dim, T]`` latents to ``[B, 1, T * dim]`` audio."""
+    def decode(self, latents: jax.Array, *, dtype=None) -> jax.Array:
+        """``[B, dim, T]`` latents to ``[B, 1, T * dim]`` audio. ``dtype`` is accepted for the
+        codec interface and ignored: the inverse MDCT is an FFT and stays in float32."""
         if latents.ndim != 3 or latents.shape[1] != self.dim:
             raise ValueError(f"MDCTCodec.decode expects latents [B, {self.dim}, T], got shape {latents.shape}")
         return mdct_decode(latents)

@@ -113,8 +113,9 @@ def check_values(cfg) -> None:
     need(cfg.mask_type in MASK_TYPES, "mask_type", f"one of {', '.join(MASK_TYPES)}",
          cfg.mask_type)
     need(cfg.codec in CODECS, "codec", f"one of {', '.join(CODECS)}", cfg.codec)
-    need(cfg.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}",
-         cfg.precision)
+    for name in ("precision", "codec_precision"):
+        need(getattr(cfg, name) in PRECISIONS, name, f"one of {', '.join(PRECISIONS)}",
+             getattr(cfg, name))
     for name in ("log_samples", "quality_clips"):
         v = getattr(cfg, name)
         need(_is_int(v) and v >= 0, name, "an integer >= 0", v)

@@ -71,6 +71,8 @@ class Steps:
         self.codec_graphdef = codec_graphdef
         self.base_key = jax.random.key(cfg.seed)
         self.compute_dtype = jnp.bfloat16 if cfg.precision == "bf16" else jnp.float32
+        # the train step's loss decode only; validation and predictions decode in float32
+        self.codec_dtype = jnp.bfloat16 if cfg.codec_precision == "bf16" else None
         self.weights = cfg.loss_weight_map()
         self.gan = cfg.gan_weight > 0 and self.disc_graphdef is not None
         self.noise_control = self.gan and cfg.disc_target_acc_value > 0
@@ -156,14 +158,16 @@ class Steps:
                 ref_lat)
 
     def _terms(self, codec, z, agent_losses, in_audio, tgt_audio, *, names=None, valid=None,
-               ref_lat=None):
-        """The named loss terms of output latents ``z`` (decoded by the frozen codec) and the
-        agent's losses: ``(terms, loss inputs, input audio)``. With ``ref_lat`` (and ``in_audio``
-        None) the input audio is ``ref_lat`` decoded, in one call with ``z``."""
+               ref_lat=None, codec_dtype=None):
+        """The named loss terms of output latents ``z`` (decoded by the frozen codec, its
+        matrix work in ``codec_dtype``) and the agent's losses: ``(terms, loss inputs, input
+        audio)``. With ``ref_lat`` (and ``in_audio`` None) the input audio is ``ref_lat``
+        decoded, in one call with ``z``."""
+        kw = {} if codec_dtype is None else {"dtype": codec_dtype}
         if ref_lat is None:
-            out = codec.decode(z)
+            out = codec.decode(z, **kw)
         else:
-            out, in_audio = decode_pair(codec, z, ref_lat)
+            out, in_audio = decode_pair(codec, z, ref_lat, dtype=codec_dtype)
         inputs = LossInputs.from_audio(out, in_audio, tgt_audio, output_latent=z, valid=valid)
         terms = compute_terms(inputs, self.weights, names=names)
         terms.update({k: v for k, v in agent_losses.items() if names is None or k in names})
@@ -250,7 +254,7 @@ class Steps:
 
         def reconstruction(z, agent_losses):
             terms, inputs, in_audio_ = self._terms(codec, z, agent_losses, in_audio, tgt_audio,
-                                                   ref_lat=ref_lat)
+                                                   ref_lat=ref_lat, codec_dtype=self.codec_dtype)
             return weighted_total(terms, self.weights), (terms, inputs.output, in_audio_)
 
         (loss, (terms, out_audio, in_audio)), (g_z, g_agent) = jax.value_and_grad(

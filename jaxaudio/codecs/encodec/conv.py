@@ -20,7 +20,9 @@ output has exactly ``L * stride`` samples.
 Weights are :class:`~jaxaudio.codecs.base.FrozenWeight` in the layout the convolution uses:
 ``weight [k, C_in, C_out]`` (for the transposed convolution: the equivalent forward kernel,
 flipped in time). Weight norm is folded into ``weight`` when the checkpoint is loaded (see
-``weights.py``): ``g * v / ||v||`` with the norm over every axis but 0.
+``weights.py``): ``g * v / ||v||`` with the norm over every axis but 0. Both layers compute in
+their input's dtype (the float32 weights are cast to it): a bfloat16 input is a bfloat16
+convolution (cuDNN accumulates in float32), as in a bf16 decode (``EncodecCodec.decode``).
 
 Two forms compute the same outputs (``JAXAUDIO_CODEC_CONV``, :func:`conv_form`):
 
@@ -262,7 +264,7 @@ class SConv1d(nnx.Module):
         else:
             right = padding_total // 2
             left, right = padding_total - right, right + extra
-        w, b = self.weight[...], self.bias[...]
+        w, b = self.weight[...].astype(x.dtype), self.bias[...].astype(x.dtype)
         if conv_form() == "unpadded":
             return conv1d_same_padding(x, w, b, stride=s, dilation=d, left=left, right=right,
                                        mode=self.pad_mode, precision=self.precision)
@@ -310,18 +312,19 @@ class SConvTranspose1d(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         k, s = self.kernel_size, self.stride
         left, right = self.trims()
+        w, b = self.weight[...].astype(x.dtype), self.bias[...].astype(x.dtype)
         if conv_form() == "unpadded":
-            return conv_transpose1d(x, self.weight[...], self.bias[...], stride=s, left=left,
-                                    right=right, precision=self.precision)
+            return conv_transpose1d(x, w, b, stride=s, left=left, right=right,
+                                    precision=self.precision)
         # a transposed conv is a forward conv of the s-dilated input with the flipped kernel
         # (stored flipped); trimming the output is padding less on that side
         y = jax.lax.conv_general_dilated(
             x,
-            self.weight[...],
+            w,
             window_strides=(1,),
             padding=[(k - 1 - left, k - 1 - right)],
             lhs_dilation=(s,),
             dimension_numbers=_DIMS,
             precision=self.precision,
         )
-        return y + self.bias[...]
+        return y + b

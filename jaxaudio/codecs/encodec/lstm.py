@@ -357,10 +357,12 @@ class SLSTM(nnx.Module):
         ]
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        xt = jnp.swapaxes(x, 0, 1)  # time-major
+        # float32 whatever the input's dtype: the cell state sums over all 1200 frames, and
+        # the latency-bound products gain little from bfloat16 (a bf16 decode's other layers do)
+        xt = jnp.swapaxes(x, 0, 1).astype(jnp.float32)  # time-major
         impl = resolve_lstm_impl(self.impl)
         fn = lstm_cudnn if impl == "cudnn" else lstm_scan
         y = fn(xt, self.layer_weights(), self.precision)
         if self.skip:
             y = y + xt
-        return jnp.swapaxes(y, 0, 1)
+        return jnp.swapaxes(y, 0, 1).astype(x.dtype)

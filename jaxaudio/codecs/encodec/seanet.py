@@ -147,6 +147,9 @@ class SEANetDecoder(nnx.Module):
                                            rngs=rngs))
             layers += _residual_blocks(cfg, width // 2, conv_kw)
             mult //= 2
+        # the last activation, convolution and final activation run in float32 whatever the
+        # input's dtype: a bf16 decode's audio is not rounded to bfloat16 (2^-9 relative)
+        self.float32_from = len(layers)
         layers.append(_activation(cfg))
         layers.append(SConv1d(cfg.n_filters, cfg.channels, cfg.last_kernel_size, **conv_kw))
         if cfg.final_activation is not None:
@@ -154,13 +157,19 @@ class SEANetDecoder(nnx.Module):
         self.layers = nnx.List(layers)
 
     def __call__(self, z: jax.Array) -> jax.Array:
-        for layer in self.layers:
-            z = layer(z)
+        return self._run(z, 0)
+
+    def _run(self, z: jax.Array, start: int) -> jax.Array:
+        """Layers ``start:`` on ``z``, in ``z``'s dtype up to the float32 tail."""
+        for i in range(start, len(self.layers)):
+            if i == self.float32_from:
+                z = z.astype(jnp.float32)
+            z = self.layers[i](z)
         return z
 
     def pair(self, z: jax.Array, z_ref: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(self(z), self(z_ref))``, the LSTM run once over both batches (``z_ref`` without a
-        gradient). The LSTM is latency-bound: ``2B`` sequences take about as long as ``B``
+        gradient), each batch's other layers in its own dtype. The LSTM is latency-bound: ``2B`` sequences take about as long as ``B``
         (experiments/README.md), while the audio-rate layers run on each batch alone, so the
         backward keeps no activations of ``z_ref``'s."""
         z_ref = jax.lax.stop_gradient(z_ref)
@@ -169,19 +178,18 @@ class SEANetDecoder(nnx.Module):
             return self(z), self(z_ref)
         for layer in self.layers[:at]:
             z, z_ref = layer(z), layer(z_ref)
+        dtype = z.dtype  # z's layers may run in bfloat16, the reference's in its own dtype
         # Rows interleaved ([z0, ref0, z1, ref1, ...]), not concatenated: a batch sharded over
-        # devices keeps each device's rows of both on that device.
-        both = jnp.stack([z, z_ref], axis=1).reshape(2 * z.shape[0], *z.shape[1:])
-        both = self.layers[at](both).reshape(z.shape[0], 2, *z.shape[1:])
+        # devices keeps each device's rows of both on that device. The LSTM runs in float32.
+        both = jnp.stack([z.astype(jnp.float32), z_ref.astype(jnp.float32)], axis=1)
+        both = self.layers[at](both.reshape(2 * z.shape[0], *z.shape[1:]))
+        both = both.reshape(z.shape[0], 2, *z.shape[1:])
         # The LSTM's output carries z's tangent as a whole: cut the reference's half off it,
         # or its audio-rate layers would keep activations for a backward that yields zeros.
-        z, z_ref = both[:, 0], jax.lax.stop_gradient(both[:, 1])
+        z, z_ref = both[:, 0].astype(dtype), jax.lax.stop_gradient(both[:, 1].astype(z_ref.dtype))
         # The reference's audio-rate layers first, finished before the output's begin: the
         # output's activations are kept for the backward, so running the reference's beside
         # them would raise the peak by the reference's (about 1 GiB at the headline shapes).
-        for layer in self.layers[at + 1:]:
-            z_ref = layer(z_ref)
+        z_ref = self._run(z_ref, at + 1)
         z, z_ref = jax.lax.optimization_barrier((z, z_ref))
-        for layer in self.layers[at + 1:]:
-            z = layer(z)
-        return z, z_ref
+        return self._run(z, at + 1), z_ref

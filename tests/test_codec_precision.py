@@ -1,0 +1,114 @@
+"""EnCodec's decode with bfloat16 convolutions (``decode(..., dtype=jnp.bfloat16)``, the train
+step's ``--codec_precision bf16``): what runs in bfloat16, what stays float32, how far the
+audio and its gradient move, and that validation is untouched."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxaudio.codecs.encodec import random_encodec
+
+rel = lambda a, b: float(jnp.linalg.norm((a - b).ravel()) / jnp.linalg.norm(b.ravel()))
+
+
+def _eqns(jaxpr):
+    """Every equation of a jaxpr and of the jaxprs inside it (scan bodies, custom VJPs)."""
+    from jax.extend.core import jaxprs_in_params
+
+    for eqn in jaxpr.eqns:
+        yield eqn
+        for sub in jaxprs_in_params(eqn.params):
+            yield from _eqns(sub)
+
+
+@pytest.fixture(scope="module")
+def codec():
+    return random_encodec(0, n_filters=4, dimension=16, ratios=(4, 2), lstm=2)
+
+
+def test_bf16_decode_runs_its_convolutions_in_bf16_and_keeps_lstm_and_audio_float32(codec):
+    z = jax.random.normal(jax.random.key(1), (2, 16, 40))
+    jaxpr = jax.make_jaxpr(lambda z: codec.decode(z, dtype=jnp.bfloat16))(z).jaxpr
+    convs = [e for e in _eqns(jaxpr) if e.primitive.name == "conv_general_dilated"]
+    lhs = [str(e.invars[0].aval.dtype) for e in convs]
+    # every convolution takes bfloat16 but the last layer's (n_filters -> channels; with the
+    # small convolutions of its reflected edges), which ends the list
+    first32 = lhs.index("float32")
+    assert set(lhs[:first32]) == {"bfloat16"} and set(lhs[first32:]) == {"float32"}, lhs
+    assert all(e.invars[0].aval.shape[-1] == 4 for e in convs[first32:]), lhs  # n_filters in
+    assert len(lhs) - first32 < first32
+    scans = [e for e in _eqns(jaxpr) if e.primitive.name == "scan"]
+    assert scans and all(str(v.aval.dtype) == "float32" for e in scans for v in e.outvars)
+    out = codec.decode(z, dtype=jnp.bfloat16)
+    assert out.dtype == jnp.float32
+    ref = codec.decode(z)
+    # bfloat16 keeps 8 significant bits (2^-9 relative a rounding); a dozen layers of it
+    err = rel(out, ref)
+    assert 1e-4 < err < 3e-2, err  # not float32 (it did round), and close to it
+
+
+def test_bf16_decode_gradient_is_finite_and_close(codec):
+    z = jax.random.normal(jax.random.key(2), (2, 16, 40))
+    t = jax.random.normal(jax.random.key(3), codec.decode(z).shape)
+    loss = lambda dtype: (lambda z: jnp.mean((codec.decode(z, dtype=dtype) - t) ** 2))
+    g16 = jax.jit(jax.grad(loss(jnp.bfloat16)))(z)
+    g32 = jax.jit(jax.grad(loss(None)))(z)
+    assert g16.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(g16)))
+    assert rel(g16, g32) < 5e-2
+    # silence: finite
+    g0 = jax.grad(lambda z: jnp.mean(codec.decode(z, dtype=jnp.bfloat16) ** 2))(jnp.zeros_like(z))
+    assert bool(jnp.all(jnp.isfinite(g0)))
+
+
+def test_bf16_decode_pair_decodes_the_reference_in_float32(codec):
+    z = jax.random.normal(jax.random.key(4), (2, 16, 40))
+    r = jax.random.normal(jax.random.key(5), (2, 16, 40))
+    y, y_ref = codec.decode_pair(z, r, dtype=jnp.bfloat16)
+    assert y.dtype == y_ref.dtype == jnp.float32
+    # one LSTM call over both batches instead of one each: float32 round-off there, which
+    # may move a bfloat16 rounding after it; the reference is decoded as the cache decodes it
+    assert rel(y, codec.decode(z, dtype=jnp.bfloat16)) < 1e-3
+    np.testing.assert_allclose(y_ref, codec.decode(r), rtol=1e-5, atol=1e-6)
+
+
+def test_train_step_with_bf16_codec_decode_and_float32_validation():
+    from jaxaudio.data.cache import codec_fields
+    from jaxaudio.training.cli import parse_config
+    from jaxaudio.training.setup import build_discriminator, build_mesh, build_model
+    from jaxaudio.training.state import init_state
+    from jaxaudio.training.step import Steps
+
+    codec = random_encodec(0, n_filters=2, dimension=32, ratios=(4, 2), lstm=2)
+    rng = np.random.default_rng(0)
+    n = 4096  # the spectral loss's largest n_fft (2048) needs more than 1024 samples
+    x, y = (jnp.asarray(0.2 * rng.standard_normal((2, 1, n)), jnp.float32) for _ in range(2))
+    batch = jax.jit(lambda a, b: codec_fields(codec, a, b))(x, y)
+    results = {}
+    for prec in ("fp32", "bf16"):
+        cfg = parse_config(["--builtin", "--encoding_dim", "32", "--nhead", "2", "--num_layers",
+                            "1", "--num_transformer_layers", "2", "--batch_size", "2",
+                            "--codec", "mdct", "--no_mlflow", "--codec_precision", prec])
+        state, statics = init_state(cfg, build_model(cfg), build_discriminator(cfg))
+        steps = Steps(cfg, statics, nnx.graphdef(codec), build_mesh(jax.devices()[:1]))
+        args = (nnx.state(codec), jnp.float32(0.0), jnp.int32(0))
+        val = steps.eval_step(state, {**batch, "valid": jnp.ones((2,), jnp.float32)},
+                              nnx.state(codec))
+        new, m = steps.train_step(state, dict(batch), *args)  # donates state
+        raw = steps.train_step(init_state(cfg, build_model(cfg), build_discriminator(cfg))[0],
+                               {"input_raw": x, "target_audio": y}, *args)[1]
+        results[prec] = jax.device_get((m, val, raw, new.params))
+    (m32, v32, r32, p32), (m16, v16, r16, p16) = results["fp32"], results["bf16"]
+    for k in ("loss", "rms_input", "rms_target", "spectral"):
+        assert np.isfinite(m16[k]) and np.isfinite(r16[k]), k
+        assert m16[k] != m32[k], k  # the bf16 decode did run
+        # the RMS terms are differences of levels near 0.1 (values ~1e-3): bf16's 1% of a
+        # level is their absolute tolerance
+        np.testing.assert_allclose(m16[k], m32[k], rtol=3e-2, atol=5e-4, err_msg=k)
+        # raw clips: the same step (the input, the losses' reference, decoded in float32 as
+        # the cache holds it); the paired LSTM call's round-off may move a bf16 rounding
+        np.testing.assert_allclose(r16[k], m16[k], rtol=1e-3, err_msg=k)
+    for k in v32:  # validation decodes in float32 whatever --codec_precision says
+        np.testing.assert_array_equal(v16[k], v32[k], err_msg=k)
+    assert all(np.all(np.isfinite(a)) for a in jax.tree.leaves(p16))
