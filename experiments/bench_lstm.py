@@ -4,7 +4,8 @@ For ``[1200, B, 512]`` (the codec's LSTM at 16 s; B = 8 for a decode, 16 for the
 step's batched encode and the paired decode), two layers: forward and forward+backward times
 of the scan (``lstm_scan``, one product per step over a block matrix, unroll 8;
 ``scan_unroll8`` with each step's states behind an optimisation barrier, ``_fused`` without it,
-``_autodiff`` with JAX's gradient) and of the
+``_autodiff`` with JAX's gradient; ``_bf16_products`` with bfloat16 weights and products, as
+in a bf16 decode) and of the
 persistent kernels (``lstm_persistent``: one launch per direction, the programs synchronised
 by a grid-wide barrier between steps) over block shapes and warp counts. Each is checked
 against the scan at ``highest`` precision (forward, and the gradient of ``sum(y * g)`` with
@@ -55,6 +56,8 @@ def main() -> None:
     layers = [tuple(0.05 * normal(10 * l + j, shp) for j, shp in
                     enumerate(((4 * h, h), (4 * h, h), (4 * h,), (4 * h,)))) for l in range(2)]
     shapes = SHAPES[:1] if a.small else SHAPES
+    layers_bf16 = [(w_ih.astype(jnp.bfloat16), w_hh.astype(jnp.bfloat16), b_ih, b_hh)
+                   for w_ih, w_hh, b_ih, b_hh in layers]
 
     for b in ((3,) if a.small else (8, 16)):
         x, g = normal(1, (t, b, h)), normal(2, (t, b, h))
@@ -75,7 +78,9 @@ def main() -> None:
             continue
         forms = {"scan_unroll8": lambda x: lstm_scan(x, layers, None, 8, "recompute", "barrier"),
                  "scan_unroll8_fused": lambda x: lstm_scan(x, layers, None, 8, "recompute", "fused"),
-                 "scan_unroll8_autodiff": lambda x: lstm_scan(x, layers, None, 8, "autodiff")}
+                 "scan_unroll8_autodiff": lambda x: lstm_scan(x, layers, None, 8, "autodiff"),
+                 # a bf16 decode's LSTM: bfloat16 weights and products, float32 states and sums
+                 "scan_unroll8_bf16_products": lambda x: lstm_scan(x, layers_bf16, None, 8)}
         if "persistent" in a.parts:
             forms.update({f"persistent_{bu}u_{bk}k_{nw}w_{ns}s": kernel(*shp)
                           for shp in (shapes if b == 8 else shapes[:1]) for bu, bk, nw, ns in [shp]})

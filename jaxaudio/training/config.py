@@ -213,9 +213,10 @@ class TrainConfig:
     precision: str = opt("fp32", "fp32, or bf16 matrix work (FFTs, logs and reductions stay in "
                                  "float32)", choices=PRECISIONS)
     codec_precision: str = opt("fp32", "the frozen codec's decode inside the train step's "
-                                       "losses: fp32, or bf16 (EnCodec's convolutions in "
-                                       "bfloat16; its LSTM, last convolution, validation and "
-                                       "generated audio stay float32)", choices=PRECISIONS)
+                                       "losses: fp32, or bf16 (EnCodec's convolutions and "
+                                       "LSTM products in bfloat16; the LSTM's states, the last "
+                                       "convolution, validation and generated audio stay "
+                                       "float32)", choices=PRECISIONS)
     mlflow_uri: str = opt("sqlite:///mlruns.db", "MLflow tracking URI")
     no_mlflow: bool = opt(False, "do not log to MLflow", switch=True)
     quality_clips: int = opt(4, "validation clips measured at every validation with "

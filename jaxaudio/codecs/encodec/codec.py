@@ -72,8 +72,9 @@ class EncodecCodec(nnx.Module):
 
         ``dtype`` (None: the latents' own): the dtype of the decoder's convolutions and
         activations. ``jnp.bfloat16`` runs them in bfloat16 (about half the memory traffic
-        and twice the matrix rate of TF32 on a GPU); the LSTM and the last convolution stay
-        float32, and so does the audio returned (see ``--codec_precision``)."""
+        and twice the matrix rate of TF32 on a GPU); the LSTM keeps float32 states and sums
+        (its products take bfloat16 operands), the last convolution stays float32, and so does
+        the audio returned (see ``--codec_precision``)."""
         if latents.ndim != 3 or latents.shape[1] != self.dim:
             raise ValueError(f"EncodecCodec.decode expects latents [B, {self.dim}, T], got shape {latents.shape}")
         y = self.decoder(jnp.swapaxes(_as(latents, dtype), 1, 2))

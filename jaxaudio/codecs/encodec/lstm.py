@@ -164,11 +164,18 @@ def _block_matrix(layers, dtype):
     return w_big, b_deep
 
 
+def _prod(eq, a, w, precision):
+    """``einsum(eq, a, w)`` with ``a`` in ``w``'s dtype, summed in float32: bfloat16 weights
+    make bfloat16 products of the float32 states (a bf16 decode); float32 ones change nothing."""
+    return jnp.einsum(eq, a.astype(w.dtype), w, precision=precision,
+                      preferred_element_type=jnp.float32)
+
+
 def _input_gates(x, layers, precision, n_layers):
     """The first layer's input half of every gate (state-free: one matmul up front), padded
     with ``L - 1`` zero steps for the wavefront's tail."""
     w_ih0, _, b_ih0, b_hh0 = layers[0]
-    xw = jnp.einsum("tbi,gi->tbg", x, w_ih0, precision=precision) + (b_ih0 + b_hh0)
+    xw = _prod("tbi,gi->tbg", x, w_ih0, precision) + (b_ih0 + b_hh0)
     return jnp.pad(xw, ((0, n_layers - 1), (0, 0), (0, 0)))
 
 
@@ -179,13 +186,13 @@ def _scan_forward(x, layers, precision, unroll, barrier, *, keep_states):
     hidden = layers[0][1].shape[1]
     bsz = x.shape[1]
     xw = _input_gates(x, layers, precision, n_layers)
-    w_big, b_deep = _block_matrix(layers, x.dtype)
+    w_big, b_deep = _block_matrix(layers, layers[0][1].dtype)
     started = jnp.arange(n_layers)[None, :, None]
 
     def step(carry, inp):
         h, c = carry  # [B, L, H] each
         xw_s, s = inp
-        gates = jnp.dot(h.reshape(bsz, n_layers * hidden), w_big, precision=precision)
+        gates = _prod("bk,kn->bn", h.reshape(bsz, n_layers * hidden), w_big, precision)
         gates = gates.reshape(bsz, n_layers, 4 * hidden)
         add = xw_s[:, None] if b_deep is None else jnp.concatenate(
             [xw_s[:, None], jnp.broadcast_to(b_deep, (bsz, *b_deep.shape))], axis=1)
@@ -224,13 +231,13 @@ def _scan_bwd(precision, unroll, barrier, res, dys):
     hidden = layers[0][1].shape[1]
     steps, bsz = hs.shape[0], hs.shape[1]
     dtype = hs.dtype
-    w_big, b_deep = _block_matrix(layers, dtype)
+    w_big, b_deep = _block_matrix(layers, layers[0][1].dtype)
     zeros = jnp.zeros((1, bsz, n_layers, hidden), dtype)
     u = jnp.concatenate([zeros, hs[:-1]])  # every layer's state before step s
     c_prev = jnp.concatenate([zeros, cs[:-1]])
     xw = _input_gates(x, layers, precision, n_layers)
-    z = jnp.einsum("sbk,kn->sbn", u.reshape(steps, bsz, n_layers * hidden), w_big,
-                   precision=precision).reshape(steps, bsz, n_layers, 4 * hidden)
+    z = _prod("sbk,kn->sbn", u.reshape(steps, bsz, n_layers * hidden), w_big,
+              precision).reshape(steps, bsz, n_layers, 4 * hidden)
     add = xw[:, :, None] if b_deep is None else jnp.concatenate(
         [xw[:, :, None], jnp.broadcast_to(b_deep, (steps, bsz, *b_deep.shape))], axis=2)
     z = z + add  # the gates' pre-activations; the activations are taken inside the scan's step
@@ -250,7 +257,7 @@ def _scan_bwd(precision, unroll, barrier, res, dys):
         dz = jnp.concatenate([dct * g * i * (1.0 - i), dct * cp * f * (1.0 - f),
                               dct * i * (1.0 - g * g), dh * tc * o * (1.0 - o)], axis=-1)
         dz = jnp.where(act, dz, 0.0)  # an idle layer holds its zero initial state
-        du = jnp.dot(dz.reshape(bsz, n_layers * 4 * hidden), w_t, precision=precision)
+        du = _prod("bn,nk->bk", dz.reshape(bsz, n_layers * 4 * hidden), w_t, precision)
         dc_prev = jnp.where(act, dct * f, 0.0)
         return (du.reshape(bsz, n_layers, hidden), dc_prev), (dz[:, 0], dz[:, 1:])
 
@@ -259,7 +266,7 @@ def _scan_bwd(precision, unroll, barrier, res, dys):
                                      unroll=unroll)
     t = x.shape[0]
     w_ih0 = layers[0][0]
-    dx = jnp.einsum("tbg,gi->tbi", dz0[:t], w_ih0, precision=precision).astype(x.dtype)
+    dx = _prod("tbg,gi->tbi", dz0[:t], w_ih0, precision).astype(x.dtype)
     grads = []
     for l, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
         dz_l = dz0 if l == 0 else dz_deep[:, :, l - 1]
@@ -357,12 +364,16 @@ class SLSTM(nnx.Module):
         ]
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        # float32 whatever the input's dtype: the cell state sums over all 1200 frames, and
-        # the latency-bound products gain little from bfloat16 (a bf16 decode's other layers do)
+        # States, cells and sums in float32 whatever the input's dtype (the cell state sums
+        # over all 1200 frames); a bfloat16 input (a bf16 decode) makes the products bfloat16
         xt = jnp.swapaxes(x, 0, 1).astype(jnp.float32)  # time-major
         impl = resolve_lstm_impl(self.impl)
         fn = lstm_cudnn if impl == "cudnn" else lstm_scan
-        y = fn(xt, self.layer_weights(), self.precision)
+        weights = self.layer_weights()
+        if impl == "scan" and x.dtype == jnp.bfloat16:
+            weights = [(w_ih.astype(x.dtype), w_hh.astype(x.dtype), b_ih, b_hh)
+                       for w_ih, w_hh, b_ih, b_hh in weights]
+        y = fn(xt, weights, self.precision)
         if self.skip:
             y = y + xt
         return jnp.swapaxes(y, 0, 1).astype(x.dtype)

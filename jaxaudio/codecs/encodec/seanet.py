@@ -180,7 +180,8 @@ class SEANetDecoder(nnx.Module):
             z, z_ref = layer(z), layer(z_ref)
         dtype = z.dtype  # z's layers may run in bfloat16, the reference's in its own dtype
         # Rows interleaved ([z0, ref0, z1, ref1, ...]), not concatenated: a batch sharded over
-        # devices keeps each device's rows of both on that device. The LSTM runs in float32.
+        # devices keeps each device's rows of both on that device. The LSTM runs in float32,
+        # its products too (the rows share them; a bf16 decode's own LSTM call has bf16 ones).
         both = jnp.stack([z.astype(jnp.float32), z_ref.astype(jnp.float32)], axis=1)
         both = self.layers[at](both.reshape(2 * z.shape[0], *z.shape[1:]))
         both = both.reshape(z.shape[0], 2, *z.shape[1:])
