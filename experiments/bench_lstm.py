@@ -22,6 +22,7 @@ Relative errors are ||a - b|| / ||b||; times are medians of `--repeat` after 3 w
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 
@@ -81,6 +82,9 @@ def main() -> None:
                  "scan_unroll8_autodiff": lambda x: lstm_scan(x, layers, None, 8, "autodiff"),
                  # a bf16 decode's LSTM: bfloat16 weights and products, float32 states and sums
                  "scan_unroll8_bf16_products": lambda x: lstm_scan(x, layers_bf16, None, 8)}
+        only = os.environ.get("BENCH_LSTM_FORMS")  # e.g. "scan_unroll8,scan_unroll8_bf16_products"
+        if only:
+            forms = {k: v for k, v in forms.items() if k in only.split(",")}
         if "persistent" in a.parts:
             forms.update({f"persistent_{bu}u_{bk}k_{nw}w_{ns}s": kernel(*shp)
                           for shp in (shapes if b == 8 else shapes[:1]) for bu, bk, nw, ns in [shp]})

@@ -41,7 +41,12 @@ def test_bf16_decode_runs_its_convolutions_in_bf16_and_keeps_lstm_and_audio_floa
     assert len(lhs) - first32 < first32
     # the LSTM: states and sums float32, its products' operands bfloat16
     scans = [e for e in _eqns(jaxpr) if e.primitive.name == "scan"]
-    assert scans and all(str(v.aval.dtype) == "float32" for e in scans for v in e.outvars)
+    for e in scans:  # carries h, c (and h again in the products' dtype); outputs float32
+        stacked = [v.aval.ndim > 0 and v.aval.shape[0] == e.params["length"] for v in e.outvars]
+        carries = [str(v.aval.dtype) for v, y in zip(e.outvars, stacked) if not y]
+        assert carries[:2] == ["float32", "float32"] and set(carries[2:]) <= {"bfloat16"}
+        assert all(str(v.aval.dtype) == "float32" for v, y in zip(e.outvars, stacked) if y)
+    assert scans
     step_dots = [e for scan in scans for e in _eqns(scan.params["jaxpr"].jaxpr)
                  if e.primitive.name == "dot_general"]
     assert step_dots and all(str(v.aval.dtype) == "bfloat16" for e in step_dots

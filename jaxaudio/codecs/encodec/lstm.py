@@ -188,24 +188,31 @@ def _scan_forward(x, layers, precision, unroll, barrier, *, keep_states):
     xw = _input_gates(x, layers, precision, n_layers)
     w_big, b_deep = _block_matrix(layers, layers[0][1].dtype)
     started = jnp.arange(n_layers)[None, :, None]
+    # bf16 products: the step's cell also writes h in their dtype, the next product's operand
+    # (a convert of its own was a kernel a step more on an H200)
+    low = w_big.dtype != x.dtype
 
     def step(carry, inp):
-        h, c = carry  # [B, L, H] each
+        h, c = carry[:2]  # [B, L, H] each
+        hq = carry[2] if low else h
         xw_s, s = inp
-        gates = _prod("bk,kn->bn", h.reshape(bsz, n_layers * hidden), w_big, precision)
+        gates = _prod("bk,kn->bn", hq.reshape(bsz, n_layers * hidden), w_big, precision)
         gates = gates.reshape(bsz, n_layers, 4 * hidden)
         add = xw_s[:, None] if b_deep is None else jnp.concatenate(
             [xw_s[:, None], jnp.broadcast_to(b_deep, (bsz, *b_deep.shape))], axis=1)
         h_new, c_new = _cell(gates + add, c)
         active = s >= started
         h, c = jnp.where(active, h_new, h), jnp.where(active, c_new, c)
+        new = (h, c, h.astype(w_big.dtype)) if low else (h, c)
         if barrier:  # this step's h, c are read from memory, not recomputed by later steps
-            h, c = jax.lax.optimization_barrier((h, c))
-        return (h, c), ((h, c) if keep_states else h[:, -1])
+            new = jax.lax.optimization_barrier(new)
+        h, c = new[:2]
+        return new, ((h, c) if keep_states else h[:, -1])
 
     zeros = jnp.zeros((bsz, n_layers, hidden), x.dtype)
+    init = (zeros, zeros, zeros.astype(w_big.dtype)) if low else (zeros, zeros)
     steps = jnp.arange(xw.shape[0])
-    _, out = jax.lax.scan(step, (zeros, zeros), (xw, steps), unroll=unroll)
+    _, out = jax.lax.scan(step, init, (xw, steps), unroll=unroll)
     if keep_states:
         hs, cs = out
         return hs[n_layers - 1 :, :, -1], hs, cs
