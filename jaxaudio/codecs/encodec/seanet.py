@@ -169,9 +169,10 @@ class SEANetDecoder(nnx.Module):
 
     def pair(self, z: jax.Array, z_ref: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(self(z), self(z_ref))``, the LSTM run once over both batches (``z_ref`` without a
-        gradient), each batch's other layers in its own dtype. The LSTM is latency-bound: ``2B`` sequences take about as long as ``B``
-        (experiments/README.md), while the audio-rate layers run on each batch alone, so the
-        backward keeps no activations of ``z_ref``'s."""
+        gradient), each batch's other layers in its own dtype. The LSTM is latency-bound:
+        ``2B`` sequences take about as long as ``B`` (experiments/README.md), while the
+        audio-rate layers run on each batch alone, so the backward keeps no activations of
+        ``z_ref``'s."""
         z_ref = jax.lax.stop_gradient(z_ref)
         at = next((i for i, layer in enumerate(self.layers) if isinstance(layer, SLSTM)), None)
         if at is None:
