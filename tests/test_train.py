@@ -160,7 +160,7 @@ def test_four_devices_give_the_losses_of_one(dataset, tmp_path):
     np.testing.assert_allclose(h4["train_grad_norm"], h1["train_grad_norm"], rtol=1e-4)
 
 
-def test_tiny_random_encodec_in_bf16(dataset, tmp_path):
+def test_tiny_random_encodec_in_bf16(dataset, tmp_path, capsys):
     """The model in bf16 and the loss decode's convolutions too (``--codec_precision``)."""
     from jaxaudio.codecs.encodec import random_encodec, save_encodec
 
@@ -172,6 +172,7 @@ def test_tiny_random_encodec_in_bf16(dataset, tmp_path):
     assert run(["--dataset_folder", dataset, "--checkpoint_dir", tmp_path / "ck", "--epochs", 1,
                 "--no_mlflow", "--codec", "encodec", "--codec_weights", weights,
                 "--precision", "bf16", "--codec_precision", "bf16", *args]) == 0
+    assert "precision bf16, loss decode bf16" in capsys.readouterr().out
     (row,) = history(tmp_path / "ck")
     assert np.isfinite(row["val_loss"]) and np.isfinite(row["train_loss"])
 

@@ -324,7 +324,8 @@ class Run:
                 f"  {jax.device_count()} {jax.devices()[0].platform} device(s) in "
                 f"{jax.process_count()} process(es); global batch "
                 f"{self.data.train.global_batch_size}; {len(self.data.train)} steps per epoch; "
-                f"precision {c.precision}")
+                f"precision {c.precision}"
+                + (", loss decode bf16 (--codec_precision)" if c.codec_precision == "bf16" else ""))
 
     def summary(self, m: dict[str, float]) -> str:
         parts = [f"epoch {self.epoch + 1}/{self.cfg.epochs}: train_loss {m['train_loss']:.4f}",
