@@ -12,11 +12,7 @@
 set -u
 O=${OUT:-/tmp/codec_precision_out}; C=/tmp/jcc_codec_precision
 source "$(dirname "$0")/bench_env.sh"
-if [[ ${LSTM_PARTS:-timing} != none ]]; then
-  say "lstm ${LSTM_PARTS:-timing}"
-  timeout ${LSTM_TIMEOUT:-240} $PY experiments/bench_lstm.py --parts ${LSTM_PARTS:-timing} \
-    --repeat 10 --out "$O/lstm.jsonl" >> "$L" 2>&1 || say "lstm FAILED rc=$?"
-fi
+lstm_part || say "lstm FAILED rc=$?"
 CASES=${CASES:-cached:bf16:fp32 cached:bf16:bf16 cached:fp32:bf16}
 read -ra runs <<< "$CASES"
 frac=$(python3 -c "print(min(0.3, 0.9 / ${#runs[@]}))")

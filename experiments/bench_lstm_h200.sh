@@ -14,11 +14,7 @@
 set -u
 O=${OUT:-/tmp/lstm_out}; C=/tmp/jcc_lstm
 source "$(dirname "$0")/bench_env.sh"
-if [[ ${LSTM_PARTS:-timing} != none ]]; then
-  say "lstm kernels ${LSTM_PARTS:-timing}"
-  timeout ${LSTM_TIMEOUT:-240} $PY experiments/bench_lstm.py --parts ${LSTM_PARTS:-timing} \
-    --repeat 10 --out "$O/lstm.jsonl" >> "$L" 2>&1 || { say "lstm kernels FAILED rc=$?"; exit 1; }
-fi
+lstm_part || { say "lstm kernels FAILED rc=$?"; exit 1; }
 [[ ${STEPS:-} == none ]] && { say done; exit 0; }
 CASES=${CASES:-raw:fp32 cached:fp32 cached:bf16}; GRADS=${GRADS:-recompute}
 STEP_FORMS=${STEP_FORMS:-barrier fused}
