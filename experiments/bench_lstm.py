@@ -81,7 +81,8 @@ def main() -> None:
                  "scan_unroll8_fused": lambda x: lstm_scan(x, layers, None, 8, "recompute", "fused"),
                  "scan_unroll8_autodiff": lambda x: lstm_scan(x, layers, None, 8, "autodiff"),
                  # a bf16 decode's LSTM: bfloat16 weights and products, float32 states and sums
-                 "scan_unroll8_bf16_products": lambda x: lstm_scan(x, layers_bf16, None, 8)}
+                 "scan_unroll8_bf16_products": lambda x: lstm_scan(x, layers_bf16, None, 8),
+                 "scan_unroll16_bf16_products": lambda x: lstm_scan(x, layers_bf16, None, 16)}
         only = os.environ.get("BENCH_LSTM_FORMS")  # e.g. "scan_unroll8,scan_unroll8_bf16_products"
         if only:
             forms = {k: v for k, v in forms.items() if k in only.split(",")}
