@@ -117,7 +117,7 @@ def test_train_step_with_bf16_codec_decode_and_float32_validation():
         raw = steps.train_step(init_state(cfg, build_model(cfg), build_discriminator(cfg))[0],
                                {"input_raw": x, "target_audio": y}, *args)[1]
         results[prec] = jax.device_get((m, val, raw, new.params))
-    (m32, v32, r32, p32), (m16, v16, r16, p16) = results["fp32"], results["bf16"]
+    (m32, v32, _, _), (m16, v16, r16, p16) = results["fp32"], results["bf16"]
     for k in ("loss", "rms_input", "rms_target", "spectral"):
         assert np.isfinite(m16[k]) and np.isfinite(r16[k]), k
         assert m16[k] != m32[k], k  # the bf16 decode did run

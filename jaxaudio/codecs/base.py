@@ -46,14 +46,19 @@ class Codec(Protocol):
         ...
 
 
+def decode(codec, latents: jax.Array, *, dtype=None) -> jax.Array:
+    """``codec.decode(latents)``, with ``dtype`` passed only when it is set: codecs written
+    before ``decode`` took a ``dtype`` still work."""
+    return codec.decode(latents) if dtype is None else codec.decode(latents, dtype=dtype)
+
+
 def decode_pair(codec, latents: jax.Array, reference: jax.Array, *,
                 dtype=None) -> tuple[jax.Array, jax.Array]:
     """``(codec.decode(latents), codec.decode(reference))``, the second without a gradient,
     through the codec's own ``decode_pair`` where it has one (EnCodec: one LSTM call for both).
     ``dtype`` (the decode's compute dtype) applies to ``latents`` only: the reference is the
     losses' yardstick and decodes as the latent cache decodes it."""
-    kw = {} if dtype is None else {"dtype": dtype}  # codecs written before ``dtype`` still work
     fn = getattr(codec, "decode_pair", None)
     if fn is not None:
-        return fn(latents, reference, **kw)
-    return codec.decode(latents, **kw), jax.lax.stop_gradient(codec.decode(reference))
+        return fn(latents, reference) if dtype is None else fn(latents, reference, dtype=dtype)
+    return decode(codec, latents, dtype=dtype), jax.lax.stop_gradient(codec.decode(reference))

@@ -31,7 +31,7 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from jaxaudio.agents.registry import get_agent
-from jaxaudio.codecs.base import decode_pair
+from jaxaudio.codecs.base import decode, decode_pair
 from jaxaudio.data.cache import codec_fields
 from jaxaudio.models.complementary_masking import apply_complementary_mask
 from jaxaudio.nn.flash_attention import batch_sharded
@@ -163,9 +163,8 @@ class Steps:
         matrix work in ``codec_dtype``) and the agent's losses: ``(terms, loss inputs, input
         audio)``. With ``ref_lat`` (and ``in_audio`` None) the input audio is ``ref_lat``
         decoded, in one call with ``z``."""
-        kw = {} if codec_dtype is None else {"dtype": codec_dtype}
         if ref_lat is None:
-            out = codec.decode(z, **kw)
+            out = decode(codec, z, dtype=codec_dtype)
         else:
             out, in_audio = decode_pair(codec, z, ref_lat, dtype=codec_dtype)
         inputs = LossInputs.from_audio(out, in_audio, tgt_audio, output_latent=z, valid=valid)

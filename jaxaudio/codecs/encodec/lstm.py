@@ -150,12 +150,13 @@ def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
     return _scan_recompute(x, layers, precision, unroll, barrier)
 
 
-def _block_matrix(layers, dtype):
-    """``W [L*H, L*4H]`` (row block r feeds column block l: ``W_hh_l^T`` on the diagonal,
-    ``W_ih_l^T`` above it) and the deeper layers' summed biases ``[L-1, 4H]`` (or None)."""
+def _block_matrix(layers):
+    """``W [L*H, L*4H]`` in the weights' dtype (row block r feeds column block l: ``W_hh_l^T``
+    on the diagonal, ``W_ih_l^T`` above it) and the deeper layers' summed biases ``[L-1, 4H]``
+    (or None)."""
     n_layers = len(layers)
     hidden = layers[0][1].shape[1]
-    zero = jnp.zeros((hidden, 4 * hidden), dtype)
+    zero = jnp.zeros((hidden, 4 * hidden), layers[0][1].dtype)
     w_big = jnp.concatenate([
         jnp.concatenate([layers[l][1].T if l == r else layers[l][0].T if l == r + 1 else zero
                          for l in range(n_layers)], axis=1)
@@ -186,7 +187,7 @@ def _scan_forward(x, layers, precision, unroll, barrier, *, keep_states):
     hidden = layers[0][1].shape[1]
     bsz = x.shape[1]
     xw = _input_gates(x, layers, precision, n_layers)
-    w_big, b_deep = _block_matrix(layers, layers[0][1].dtype)
+    w_big, b_deep = _block_matrix(layers)
     started = jnp.arange(n_layers)[None, :, None]
     # bf16 products: the step's cell also writes h in their dtype, the next product's operand
     # (a convert of its own was a kernel a step more on an H200)
@@ -238,7 +239,7 @@ def _scan_bwd(precision, unroll, barrier, res, dys):
     hidden = layers[0][1].shape[1]
     steps, bsz = hs.shape[0], hs.shape[1]
     dtype = hs.dtype
-    w_big, b_deep = _block_matrix(layers, layers[0][1].dtype)
+    w_big, b_deep = _block_matrix(layers)
     zeros = jnp.zeros((1, bsz, n_layers, hidden), dtype)
     u = jnp.concatenate([zeros, hs[:-1]])  # every layer's state before step s
     c_prev = jnp.concatenate([zeros, cs[:-1]])
