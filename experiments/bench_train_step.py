@@ -129,7 +129,7 @@ def main() -> None:
     from jaxaudio.codecs.encodec.conv import conv_form
     from jaxaudio.codecs.encodec.lstm import (lstm_grad_mode, lstm_step_form, resolve_lstm_impl,
                                               scan_unroll)
-    from jaxaudio.nn.attention import MultiheadAttention, attention_impl
+    from jaxaudio.nn.attention import record_routes
     from jaxaudio.training.cli import parse_config
     from jaxaudio.training.setup import build_discriminator, build_mesh, build_model, replicate
     from jaxaudio.training.state import init_state
@@ -158,9 +158,6 @@ def main() -> None:
     devices = jax.devices()[: a.devices]
     mesh = build_mesh(devices)
     model = build_model(cfg)
-    # every attention call site's head width, and how many layers have it
-    head_widths = collections.Counter(m.embed_dim // m.num_heads for _, m in nnx.iter_graph(model)
-                                      if isinstance(m, MultiheadAttention))
     state, statics = init_state(cfg, model, build_discriminator(cfg))
     state = replicate(state, mesh)
     codec_graphdef, codec_state = nnx.split(codec)
@@ -184,17 +181,18 @@ def main() -> None:
     index = jnp.zeros((), jnp.int32)
 
     t_compile = time.perf_counter()
-    compiled = steps.train_step.lower(state, batch, codec_state, alpha, index).compile()
+    with record_routes() as routes:  # each attention call as traced: q's dtype, width, route
+        lowered = steps.train_step.lower(state, batch, codec_state, alpha, index)
+    compiled = lowered.compile()
     compile_s = time.perf_counter() - t_compile
-    compute_dtype = jnp.bfloat16 if a.precision == "bf16" else jnp.float32
     record = {
         "case": "train_step_headline" + ("_small" if a.small else ""),
         "semantics": a.semantics, "variant": a.variant, "device": devices[0].device_kind, "devices": len(devices),
         "batch_per_device": a.batch_per_device, "global_batch": b, "clip_seconds": a.clip_seconds,
         "frames": t, "precision": a.precision, "codec_precision": a.codec_precision,
         "matmul_precision": a.matmul_precision,
-        "attention": {f"width {d} x{n}": attention_impl(compute_dtype, head_dim=d)
-                      for d, n in sorted(head_widths.items())}, "lstm": resolve_lstm_impl("auto"), "lstm_unroll": scan_unroll(), "lstm_grad": lstm_grad_mode(),
+        "attention": {f"width {d} {dt} x{n}": route for (dt, d, route), n
+                      in sorted(collections.Counter(routes).items())}, "lstm": resolve_lstm_impl("auto"), "lstm_unroll": scan_unroll(), "lstm_grad": lstm_grad_mode(),
         "lstm_step": lstm_step_form(),
         "codec_conv": conv_form(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),

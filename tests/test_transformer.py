@@ -283,6 +283,52 @@ def test_spectral_norm_buffers_and_sigma():
     np.testing.assert_allclose(u @ w @ v, sigma, rtol=1e-4)
 
 
+def test_spectral_norm_keeps_a_bf16_layer_in_bf16():
+    """Its float32 u, v buffers must not promote a bf16 weight (nor the layer's output, and with
+    it the cascade's next stage) to float32; sigma is still taken from the rounded weight."""
+    layer = SpectralNormLinear(6, 4, rngs=nnx.Rngs(0))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 6)), jnp.float32)
+    graphdef, params, rest = nnx.split(layer, nnx.Param, ...)
+    low = nnx.merge(graphdef, jax.tree.map(lambda a: a.astype(jnp.bfloat16), params), rest)
+    assert low.weight_u[...].dtype == jnp.float32  # buffers stay float32
+    for train in (False, True):
+        y = low(x.astype(jnp.bfloat16), train=train)
+        assert y.dtype == jnp.bfloat16 and low.normalized_weight().dtype == jnp.bfloat16
+    w = np.asarray(low.weight_orig[...], np.float32)
+    u, v = np.asarray(low.weight_u[...]), np.asarray(low.weight_v[...])
+    ref = np.asarray(x.astype(jnp.bfloat16), np.float32) @ (w / (u @ w @ v)).T + np.asarray(
+        low.bias[...], np.float32)
+    np.testing.assert_allclose(np.asarray(y, np.float32), ref, rtol=3e-2, atol=3e-2)
+
+
+def test_bf16_step_runs_every_attention_call_in_bf16():
+    """Under --precision bf16 every attention call of the train step, the cascade's second
+    stage included (it takes the first stage's output), gets bf16 q, k, v: on a GPU that is
+    cuDNN's fused attention, where a float32 call would take the float32 kernel."""
+    from jaxaudio.nn.attention import record_routes
+    from jaxaudio.training.cli import parse_config
+    from tiny_step import tiny_batch, tiny_steps
+
+    seen = {}
+    for prec in ("fp32", "bf16"):
+        cfg = parse_config(["--builtin", "--encoding_dim", "16", "--nhead", "2", "--num_layers",
+                            "1", "--num_transformer_layers", "2", "--batch_size", "2",
+                            "--use_creative_agent", "true", "--clip_seconds", "0.25", "--no_mlflow",
+                            "--precision", prec])
+        codec, state, steps = tiny_steps(cfg)
+        batch = tiny_batch(cfg, codec)
+        with record_routes() as routes:
+            steps.train_step.lower(state, batch, nnx.state(codec), jnp.float32(0.0),
+                                   jnp.int32(0))
+        seen[prec] = routes
+    # widths 16 (stage 1: 32 / 2 heads), 24 (stage 2: 48 / 2) and the masking agent's
+    widths = {w for _, w, _ in seen["bf16"]}
+    assert {16, 24} <= widths, seen["bf16"]
+    assert {dt for dt, _, _ in seen["bf16"]} == {"bfloat16"}, seen["bf16"]
+    assert {dt for dt, _, _ in seen["fp32"]} == {"float32"}, seen["fp32"]
+    assert len(seen["bf16"]) == len(seen["fp32"])
+
+
 def test_attention_fused_and_explicit_paths_agree():
     mha = MultiheadAttention(8, 2, dropout=0.0, batch_first=True, rngs=nnx.Rngs(0))
     rng = np.random.default_rng(1)

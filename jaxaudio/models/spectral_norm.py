@@ -67,7 +67,9 @@ class SpectralNormLinear(nnx.Module):
             self.weight_u[...] = u
             self.weight_v[...] = v
         sigma = jnp.dot(u, w @ v)
-        return w / sigma
+        # In the weight's dtype: under bf16 the float32 buffers would otherwise promote the
+        # weight, and with it the layer's output and everything after it, to float32.
+        return (w / sigma).astype(w.dtype)
 
     def __call__(self, x: jax.Array, *, train: bool = False) -> jax.Array:
         y = x @ self.normalized_weight(train=train).T

@@ -47,6 +47,7 @@ Shapes: ``B`` batch, ``Tq``/``Tk`` query/key frames, ``E`` embedding, ``H`` head
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import math
@@ -94,6 +95,20 @@ ATTENTION_ENV = "JAXAUDIO_ATTENTION"
 _LOW_PRECISION = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 # Static cuDNN dropout seeds, one per traced call site, so that layers draw different masks.
 _cudnn_seeds = itertools.count(1)
+_route_logs: list[list[tuple[str, int, str]]] = []
+
+
+@contextlib.contextmanager
+def record_routes():
+    """Yields a list that collects ``(dtype name, head width, route)`` for every attention call
+    traced inside the block: what q, k and v really are when the step runs, which a
+    configuration's precision alone does not say (a float32 buffer can promote a bf16 layer)."""
+    log: list[tuple[str, int, str]] = []
+    _route_logs.append(log)
+    try:
+        yield log
+    finally:
+        _route_logs.remove(log)
 
 
 def cudnn_attention_available() -> bool:
@@ -214,6 +229,8 @@ class MultiheadAttention(nnx.Module):
         q, k, v = self._in_projection(query, key, value)
         weights = None
         impl = attention_impl(q.dtype, need_weights=need_weights, head_dim=q.shape[-1])
+        for log in _route_logs:
+            log.append((jnp.dtype(q.dtype).name, q.shape[-1], impl))
         if impl == "pallas":
             drop_key = rngs.dropout() if use_dropout else None
             out = flash.flash_attention(*(a.astype(jnp.float32) for a in (q, k, v)),
