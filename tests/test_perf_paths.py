@@ -67,8 +67,13 @@ def test_lstm_unroll_matches_the_rolled_scan(monkeypatch):
         chex.assert_trees_all_close(lstm_scan(x, layers, "highest", unroll), rolled, atol=1e-6)
     g = jax.grad(lambda x, u: jnp.sum(lstm_scan(x, layers, "highest", u) ** 2))
     chex.assert_trees_all_close(g(x, 8), g(x, 1), atol=1e-5)
+    assert scan_unroll(jnp.bfloat16) == 1
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    # on a GPU: 8 steps an iteration, 16 with bfloat16 products (a bf16 decode)
+    assert scan_unroll() == scan_unroll(jnp.float32) == 8
+    assert scan_unroll(jnp.bfloat16) == scan_unroll(jnp.float16) == 16
     monkeypatch.setenv(UNROLL_ENV, "4")
-    assert scan_unroll() == 4
+    assert scan_unroll() == scan_unroll(jnp.bfloat16) == 4
     monkeypatch.setenv(UNROLL_ENV, "0")
     with pytest.raises(ValueError, match=UNROLL_ENV):
         scan_unroll()

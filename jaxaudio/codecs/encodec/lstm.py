@@ -14,8 +14,9 @@ Two implementations of the same torch ``nn.LSTM`` (gates ``i, f, g, o``; ``bias_
 see experiments/README.md). The choice is made when the function is traced.
 
 The scan is latency-bound on a GPU (1201 dependent steps of small matmuls), so there it is
-unrolled :data:`GPU_UNROLL` steps per loop iteration (:func:`scan_unroll`), which lets XLA
-fuse across steps and cuts the per-iteration overhead; on the CPU it stays rolled.
+unrolled :data:`GPU_UNROLL` steps per loop iteration (:data:`GPU_UNROLL_LOW` when its products
+are bfloat16, a bf16 decode; :func:`scan_unroll`), which lets XLA fuse across steps and cuts
+the per-iteration overhead; on the CPU it stays rolled.
 ``JAXAUDIO_LSTM_UNROLL=N`` overrides the choice (1 = rolled). Same arithmetic; XLA fuses the
 unrolled body differently, so results move by float32 round-off (5e-8 relative on the CPU).
 
@@ -53,19 +54,27 @@ GRAD_ENV = "JAXAUDIO_LSTM_GRAD"
 LSTM_GRADS = ("recompute", "autodiff")
 STEP_ENV = "JAXAUDIO_LSTM_STEP"
 LSTM_STEPS = ("barrier", "fused")
-# Measured on an H200: the decoder LSTM's forward+backward 50.6 -> 31.0 ms (experiments/README.md;
-# 23.0 ms since each step is one product, unroll 16 no faster).
+# H200 (experiments/README.md): unroll 8 took the LSTM's forward+backward from 50.6 to 31.0 ms;
+# 16 is no faster in float32 (train step 91.2 vs 92.2 samples/s) but is with bfloat16 products
+# (cached bf16 step 186.5 vs 178.5; 32: 180.8).
 GPU_UNROLL = 8
+GPU_UNROLL_LOW = 16
+_LOW_PRODUCTS = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
 
-def scan_unroll() -> int:
-    """Steps per loop iteration of the scan: ``JAXAUDIO_LSTM_UNROLL``, else 8 on GPU, 1 elsewhere."""
+def scan_unroll(products=None) -> int:
+    """Steps per loop iteration of the scan: ``JAXAUDIO_LSTM_UNROLL``, else on a GPU 16 when
+    ``products`` (the weights' dtype, which the products take) is bfloat16 or float16 and 8
+    otherwise, and 1 elsewhere."""
     raw = os.environ.get(UNROLL_ENV, "").strip()
     if raw:
         if not raw.isdigit() or int(raw) < 1:
             raise ValueError(f"{UNROLL_ENV} must be a positive integer, got {raw!r}")
         return int(raw)
-    return GPU_UNROLL if jax.default_backend() == "gpu" else 1
+    if jax.default_backend() != "gpu":
+        return 1
+    low = products is not None and jnp.dtype(products) in _LOW_PRODUCTS
+    return GPU_UNROLL_LOW if low else GPU_UNROLL
 
 
 def cudnn_lstm_available() -> bool:
@@ -136,11 +145,11 @@ def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
 
     ``step`` (None: :func:`lstm_step_form`): ``"barrier"`` or ``"fused"`` (see the module doc).
     """
-    unroll = scan_unroll() if unroll is None else int(unroll)
     grad = lstm_grad_mode() if grad is None else grad
     if grad not in LSTM_GRADS:
         raise ValueError(f"lstm_scan: grad must be one of {LSTM_GRADS}, got {grad!r}")
     layers = tuple(tuple(layer) for layer in layers)
+    unroll = scan_unroll(layers[0][1].dtype) if unroll is None else int(unroll)
     step = lstm_step_form() if step is None else step
     if step not in LSTM_STEPS:
         raise ValueError(f"lstm_scan: step must be one of {LSTM_STEPS}, got {step!r}")
