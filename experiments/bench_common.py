@@ -9,10 +9,12 @@ import statistics
 import time
 
 
-def kernel_bench_args(doc: str, parts: tuple[str, ...] = ()) -> argparse.Namespace:
-    """``--out``, ``--repeat``, ``--small`` (and ``--parts`` from ``parts``) parsed, then cuDNN
-    kept out of XLA's command buffers (:func:`jaxaudio.runtime.configure_gpu_flags`, before jax
-    starts a backend)."""
+def kernel_bench_args(doc: str, parts: tuple[str, ...] = (), extra=None,
+                      default_parts: tuple[str, ...] | None = None) -> argparse.Namespace:
+    """``--out``, ``--repeat``, ``--small`` (``--parts`` from ``parts``, by default
+    ``default_parts`` or all, and what ``extra(parser)`` adds) parsed, then cuDNN kept out of
+    XLA's command buffers (:func:`jaxaudio.runtime.configure_gpu_flags`, before jax starts a
+    backend)."""
     from jaxaudio.runtime import configure_gpu_flags
 
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -20,7 +22,10 @@ def kernel_bench_args(doc: str, parts: tuple[str, ...] = ()) -> argparse.Namespa
     p.add_argument("--repeat", type=int, default=20)
     p.add_argument("--small", action="store_true")
     if parts:
-        p.add_argument("--parts", nargs="+", choices=parts, default=list(parts))
+        p.add_argument("--parts", nargs="+", choices=parts,
+                       default=list(parts if default_parts is None else default_parts))
+    if extra is not None:  # a script's own flags
+        extra(p)
     a = p.parse_args()
     configure_gpu_flags()
     return a

@@ -13,9 +13,13 @@
    layers; width 48 zero-padded to 64 by the kernel) and ``[8, 1200, 4, 64]`` (the masking
    agent's; earlier sessions timed ``[8, 1200, 8, 16]``, which no call of the step has):
    the explicit route (rematerialised) at fp32 and bf16, cuDNN at bf16, the flash kernel at
-   fp32 over tile sizes and warp counts.
+   fp32 over tile sizes and warp counts;
+5. (``--parts tiles``, not run by default) each pass's tiles of the flash kernel on their own
+   (block, warps, pipeline stages) at widths 32 and 64; ``--tiles_env FILE`` writes the
+   fastest as a ``JAXAUDIO_FLASH_TILES`` value.
 
     python experiments/bench_kernels.py --out results/h200_kernels.jsonl [--parts parity timing]
+    python experiments/bench_kernels.py --parts tiles --repeat 10 --tiles_env /tmp/tiles.env
     python experiments/bench_kernels.py --small          # CPU smoke test (LSTM part only)
 
 Relative errors are ||a - b|| / ||b||; times are medians of `--repeat` after 3 warm-ups.
@@ -34,7 +38,11 @@ from bench_common import kernel_bench_args, make_emit, median_ms  # noqa: E402
 
 
 def main() -> None:
-    a = kernel_bench_args(__doc__, parts=("lstm", "parity", "timing"))
+    a = kernel_bench_args(__doc__, parts=("lstm", "parity", "timing", "tiles"),
+                          default_parts=("lstm", "parity", "timing"), extra=lambda p: p.add_argument(
+                              "--tiles_env", default=None,
+                              help="--parts tiles: write the fastest tiles' JAXAUDIO_FLASH_TILES "
+                                   "value to this file"))
 
     import jax
     import jax.numpy as jnp
@@ -55,14 +63,16 @@ def main() -> None:
     if "lstm" in a.parts:
         lstm_unroll(a, normal, emit, timeit, rel, lstm_scan)
 
-    if not att.cudnn_attention_available():
-        emit(case="attention", skipped="no CUDA GPU: the fused routes do not exist here")
-        return
-
     # the headline step's calls: the cascade's stages (d_model 256 and 384 over 8 heads: widths
     # 32 and 48, the latter zero-padded to 64 by the kernel) and the masking agent's (width 64)
     shapes = (((2, 100, 2, 32), (2, 100, 2, 48), (2, 100, 1, 64)) if a.small else
               ((8, 1200, 8, 32), (8, 1200, 8, 48), (8, 1200, 4, 64)))
+    if "tiles" in a.parts:  # Pallas's interpreter where there is no GPU (--small)
+        tile_sweep(a, normal, emit, timeit, shapes, flash)
+    if not att.cudnn_attention_available():
+        emit(case="attention", skipped="no CUDA GPU: the fused routes do not exist here")
+        return
+
     if "parity" in a.parts:
         attention_parity(a, normal, emit, rel, shapes, att, flash)
     if "timing" in a.parts:
@@ -137,11 +147,11 @@ def attention_timing(a, normal, emit, timeit, shapes, att, flash):
                 ("cudnn", jnp.bfloat16, None)]
         blocks = (16, 32, 64) if d <= 16 else (32, 64)
         runs += [("flash", jnp.float32, (blk, w)) for blk in blocks for w in (1, 2, 4)]
-        chosen = flash.tiles(d)
+        saved = dict(flash.TILES)
         for route, dtype, tiles in runs:
             q, k, v = (normal(40 + i, shape, dtype) for i in range(3))
-            if tiles:
-                flash.TILES[d] = tiles
+            if tiles:  # both passes alike, 2 stages
+                flash.TILES.update({(kind, d): (*tiles, 2) for kind in flash.PASSES})
             try:
                 fb, fw = stack(route, go)
                 emit(case="attention_12_calls", route=route, dtype=jnp.dtype(dtype).name,
@@ -150,7 +160,64 @@ def attention_timing(a, normal, emit, timeit, shapes, att, flash):
             except Exception as e:  # a tile shape Triton cannot compile is a result too
                 emit(case="attention_12_calls", route=route, tiles=tiles, shape=list(shape),
                      error=repr(e)[:300])
-        flash.TILES[d] = chosen
+        flash.TILES.clear()
+        flash.TILES.update(saved)
+
+
+def tile_sweep(a, normal, emit, timeit, shapes, flash):
+    """Each pass's tiles on their own, for the widths the kernel runs at the cascade's shapes
+    (32, and 48 run at 64): forward configurations timed on the forward of 12 calls (dropout
+    0.1), backward ones on forward+backward with the forward at its current tiles. Ends with
+    one ``tile_sweep_best`` line per pass and width, and that line's ``env``, the
+    ``JAXAUDIO_FLASH_TILES`` value that selects the fastest (``--tiles_env`` writes it)."""
+    import jax
+    import jax.numpy as jnp
+
+    key_d = jax.random.key(1)
+    interpret = jax.default_backend() != "gpu"
+
+    def calls(q, k, v, go):
+        tot = 0.0
+        for i in range(12):
+            o = flash.flash_attention(q, k, v, rate=0.1, key=jax.random.fold_in(key_d, i),
+                                      interpret=interpret)
+            tot = tot + jnp.sum(o * go)
+        return tot
+
+    candidates = {"fwd": [(b, w, 2) for b in (64, 128) for w in (4, 8)],
+                  "bwd": [(b, w, 2) for b in (32, 64, 128) for w in (2, 4, 8)]
+                         + [(32, 4, 1), (64, 4, 1)]}
+    if a.small:
+        candidates = {"fwd": [(16, 1, 2)], "bwd": [(16, 1, 1)]}
+    best = {}
+    saved = dict(flash.TILES)
+    for shape in shapes[:2]:  # widths 32 and 48 (run at 64; the agent's 64 shares its tiles)
+        d = flash.padded_head_dim(shape[-1])
+        q, k, v, go = (normal(60 + i, shape) for i in range(4))
+        for kind, configs in candidates.items():
+            for cfg in configs:
+                flash.TILES.clear()
+                flash.TILES.update(saved)
+                flash.TILES[(kind, d)] = cfg
+                f = jax.jit(calls) if kind == "fwd" else jax.jit(jax.grad(calls, (0, 1, 2)))
+                try:
+                    ms = timeit(f, q, k, v, go)
+                except Exception as e:  # a tile shape Triton cannot compile is a result too
+                    emit(case="tile_sweep", pass_=kind, width=d, shape=list(shape),
+                         tiles=list(cfg), error=repr(e)[:300])
+                    continue
+                emit(case="tile_sweep", pass_=kind, width=d, shape=list(shape), tiles=list(cfg),
+                     ms=ms, timed="forward" if kind == "fwd" else "forward+backward")
+                if (kind, d) not in best or ms < best[(kind, d)][1]:
+                    best[(kind, d)] = (cfg, ms)
+    flash.TILES.clear()
+    flash.TILES.update(saved)
+    env = ",".join(f"{kind}:{d}={'x'.join(map(str, cfg))}" for (kind, d), (cfg, _) in best.items())
+    for (kind, d), (cfg, ms) in best.items():
+        emit(case="tile_sweep_best", pass_=kind, width=d, tiles=list(cfg), ms=ms, env=env)
+    if a.tiles_env:
+        with open(a.tiles_env, "w") as fh:
+            fh.write(env + "\n")
 
 
 def lstm_unroll(a, normal, emit, timeit, rel, lstm_scan):

@@ -54,6 +54,48 @@ def test_flash_matches_the_explicit_route_with_the_same_masks(rate, tq, tk, head
         assert float(jnp.max(jnp.abs(out - _explicit(q, k, v, 0.0, key)))) > 0.1
 
 
+@pytest.mark.parametrize("fwd,bwd", [((32, 4, 2), (128, 4, 1)), ((128, 8, 3), (16, 2, 2))])
+def test_each_pass_takes_its_own_tiles(monkeypatch, fwd, bwd):
+    """Forward and backward with different blocks (frames padded to both), set through
+    JAXAUDIO_FLASH_TILES: the same output and gradients as the explicit route, and the tiles
+    the kernels were built with are the ones asked for."""
+    monkeypatch.setenv(flash.TILES_ENV, f"fwd:32={'x'.join(map(str, fwd))},"
+                                        f"bwd:32={'x'.join(map(str, bwd))}")
+    assert flash.tiles(32, "fwd") == fwd and flash.tiles(32, "bwd") == bwd
+    assert flash.tiles(64, "bwd") == flash.DEFAULT_TILES
+    built = {}
+    real_call = flash._call
+
+    def spy(kernel, grid, *args):
+        name, warps, stages = args[-3:]
+        built[name] = (grid, warps, stages)
+        return real_call(kernel, grid, *args)
+
+    monkeypatch.setattr(flash, "_call", spy)
+    q, k, v, g = _qkv((2, 100, 1, 32), (2, 100, 1, 32), seed=3)
+    key = jax.random.key(5)
+    fl = lambda q, k, v: flash.flash_attention(q, k, v, rate=0.3, key=key, interpret=True)
+    ex = lambda q, k, v: _explicit(q, k, v, 0.3, key)
+    with jax.default_matmul_precision("highest"):
+        grads = jax.jit(jax.grad(lambda *a: jnp.sum(fl(*a) * g), (0, 1, 2)))(q, k, v)
+        ref = jax.jit(jax.grad(lambda *a: jnp.sum(ex(*a) * g), (0, 1, 2)))(q, k, v)
+        np.testing.assert_allclose(jax.jit(fl)(q, k, v), jax.jit(ex)(q, k, v), rtol=2e-5,
+                                   atol=2e-5)
+    for a, b in zip(grads, ref):
+        np.testing.assert_allclose(a, b, rtol=2e-5, atol=5e-5)
+    t = max(fwd[0], bwd[0])  # 100 frames padded to a multiple of both blocks
+    assert built["flash_attention_fwd"] == ((t // fwd[0], 2, 1), *fwd[1:])
+    assert built["flash_attention_bwd"] == ((2, 1, t // bwd[0]), *bwd[1:])
+
+
+def test_bad_tiles_name_the_variable(monkeypatch):
+    monkeypatch.setenv(flash.TILES_ENV, "fwd:64=48x4x2")
+    with pytest.raises(ValueError, match=flash.TILES_ENV):
+        flash.tiles(64)
+    with pytest.raises(ValueError, match="kind"):
+        flash.tiles(64, "backward")
+
+
 def test_the_rematerialised_training_route_draws_the_same_masks():
     q, k, v, g = _qkv((2, 40, 2, 16), (2, 40, 2, 16), seed=1)
     key = jax.random.key(3)

@@ -35,6 +35,8 @@ import contextlib
 import contextvars
 import functools
 import math
+import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -48,19 +50,41 @@ _M1 = 0x7FEB352D
 _M2 = 0x846CA68B - (1 << 32)
 _MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
 _LOG2E = math.log2(math.e)
-# (frames per tile, warps per program) by the width the kernel runs (after padding), forward
-# and backward alike. 64 frames and 4 warps were the fastest measured at width 16 on one H200
-# (12 calls [8, 1200, 8, 16] forward+backward: 7.7 ms, against 8.4 for 32/2 and 9.3-28 for the
-# others tried; experiments/README.md, "Flash attention"). The headline step's calls have
-# widths 32, 48 (run at 64) and 64, whose tiles were not swept. A width missing here takes
-# DEFAULT_TILES.
-TILES: dict[int, tuple[int, int]] = {}
-DEFAULT_TILES = (64, 4)
+# (frames per tile, warps per program, pipeline stages) by pass ("fwd" or "bwd") and the width
+# the kernel runs (after padding). 64 frames, 4 warps and 2 stages were the fastest measured at
+# width 16 on one H200 for both passes (12 calls [8, 1200, 8, 16] forward+backward: 7.7 ms,
+# against 8.4 for 32/2 and 9.3-28 for the others tried; experiments/README.md, "Flash
+# attention"). A (pass, width) missing here takes DEFAULT_TILES; JAXAUDIO_FLASH_TILES
+# (``fwd:64=128x4x2,bwd:32=32x2x1``) overrides entries when a step is traced.
+TILES: dict[tuple[str, int], tuple[int, int, int]] = {}
+DEFAULT_TILES = (64, 4, 2)
+PASSES = ("fwd", "bwd")
+TILES_ENV = "JAXAUDIO_FLASH_TILES"
+_TILE_ENTRY = re.compile(r"(fwd|bwd):(\d+)=(\d+)x(\d+)x(\d+)")
 
 
-def tiles(d: int) -> tuple[int, int]:
-    """``(block, num_warps)`` for head width ``d``."""
-    return TILES.get(d, DEFAULT_TILES)
+def tile_overrides(raw: str | None = None) -> dict[tuple[str, int], tuple[int, int, int]]:
+    """``JAXAUDIO_FLASH_TILES`` parsed: ``pass:width=block x warps x stages`` entries, comma
+    separated; blocks are powers of two from 16, warps powers of two, stages at least 1."""
+    raw = os.environ.get(TILES_ENV, "") if raw is None else raw
+    out = {}
+    for entry in filter(None, (e.strip() for e in raw.split(","))):
+        m = _TILE_ENTRY.fullmatch(entry)
+        vals = tuple(int(x) for x in m.groups()[2:]) if m else ()
+        if not m or vals[0] < 16 or vals[0] & (vals[0] - 1) or vals[1] & (vals[1] - 1) \
+                or not vals[1] or not vals[2]:
+            raise ValueError(f"{TILES_ENV}: bad entry {entry!r}; expected pass:width=BxWxS, "
+                             f"e.g. fwd:64=128x4x2 (pass fwd or bwd, block a power of two "
+                             f">= 16, warps a power of two, stages >= 1)")
+        out[(m.group(1), int(m.group(2)))] = vals
+    return out
+
+
+def tiles(d: int, kind: str = "fwd") -> tuple[int, int, int]:
+    """``(block, num_warps, num_stages)`` of pass ``kind`` for head width ``d``."""
+    if kind not in PASSES:
+        raise ValueError(f"tiles: kind must be one of {PASSES}, got {kind!r}")
+    return tile_overrides().get((kind, d), TILES.get((kind, d), DEFAULT_TILES))
 
 
 def _mix32(x: jax.Array) -> jax.Array:
@@ -199,16 +223,16 @@ def _bwd_kernel(rk_ref, q_ref, k_ref, v_ref, do_ref, lse_ref, delta_ref, dq_ref,
     dq_ref[...] = (dq * scale).astype(dq_ref.dtype)
 
 
-def _call(kernel, grid, in_specs, out_specs, out_shape, interpret, name, num_warps):
+def _call(kernel, grid, in_specs, out_specs, out_shape, interpret, name, num_warps, num_stages):
     return pl.pallas_call(kernel, grid=grid, in_specs=in_specs, out_specs=out_specs,
                           out_shape=out_shape, interpret=interpret, name=name,
                           compiler_params=plgpu.CompilerParams(num_warps=num_warps,
-                                                               num_stages=2))
+                                                               num_stages=num_stages))
 
 
 def _forward(q, k, v, rk, rate, tk, interpret, dim):
     b, t, h, d = q.shape
-    block, warps = tiles(d)
+    block, warps, stages = tiles(d, "fwd")
     c = _LOG2E / math.sqrt(dim)
     kern = functools.partial(_fwd_kernel, c=c, rate=rate, tk=tk, block=block,
                              precision=matmul_precision())
@@ -218,13 +242,13 @@ def _forward(q, k, v, rk, rate, tk, interpret, dim):
     return _call(kern, (t // block, b, h), [row, tile, full, full], [tile, row],
                  [jax.ShapeDtypeStruct(q.shape, q.dtype),
                   jax.ShapeDtypeStruct((b, h, t), jnp.float32)],
-                 interpret, "flash_attention_fwd", warps)(rk, q, k, v)
+                 interpret, "flash_attention_fwd", warps, stages)(rk, q, k, v)
 
 
 def _backward(q, k, v, rk, out, lse, do, rate, tk, interpret, dim):
     b, t, h, d = q.shape
     delta = jnp.einsum("bthd,bthd->bht", out.astype(jnp.float32), do.astype(jnp.float32))
-    block, warps = tiles(d)
+    block, warps, stages = tiles(d, "bwd")
     kern = functools.partial(_bwd_kernel, c=_LOG2E / math.sqrt(dim), scale=1.0 / math.sqrt(dim),
                              rate=rate, tk=tk, block=block, precision=matmul_precision())
     full = pl.BlockSpec((None, t, None, d), lambda bb, hh, j: (bb, 0, hh, 0))
@@ -232,7 +256,7 @@ def _backward(q, k, v, rk, out, lse, do, rate, tk, interpret, dim):
     tile = pl.BlockSpec((None, block, None, d), lambda bb, hh, j: (bb, j, hh, 0))
     shapes = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in (q, k, v)]
     return _call(kern, (b, h, t // block), [row, full, full, full, full, row, row],
-                 [tile, tile, tile], shapes, interpret, "flash_attention_bwd", warps)(
+                 [tile, tile, tile], shapes, interpret, "flash_attention_bwd", warps, stages)(
         rk, q, k, v, do, lse, delta)
 
 
@@ -308,7 +332,7 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, rate: float = 0
         raise ValueError("flash_attention: rate > 0 needs the dropout key")
     rk = (row_keys(key, b, h, tq) if rate > 0.0 else jnp.zeros((b, h, tq), jnp.int32))
     dp = padded_head_dim(d)
-    block = tiles(dp)[0]
+    block = max(tiles(dp, kind)[0] for kind in PASSES)  # powers of two: both passes' divide it
     t = -(-max(tq, tk) // block) * block
     pad = lambda x, axis, n: jnp.pad(x, [(0, n - x.shape[axis]) if a == axis else (0, 0)
                                          for a in range(x.ndim)])
