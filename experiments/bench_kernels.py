@@ -38,11 +38,11 @@ from bench_common import kernel_bench_args, make_emit, median_ms  # noqa: E402
 
 
 def main() -> None:
+    tiles_flag = lambda p: p.add_argument(
+        "--tiles_env", default=None,
+        help="--parts tiles: write the fastest tiles' JAXAUDIO_FLASH_TILES value to this file")
     a = kernel_bench_args(__doc__, parts=("lstm", "parity", "timing", "tiles"),
-                          default_parts=("lstm", "parity", "timing"), extra=lambda p: p.add_argument(
-                              "--tiles_env", default=None,
-                              help="--parts tiles: write the fastest tiles' JAXAUDIO_FLASH_TILES "
-                                   "value to this file"))
+                          default_parts=("lstm", "parity", "timing"), extra=tiles_flag)
 
     import jax
     import jax.numpy as jnp

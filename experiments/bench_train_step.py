@@ -192,7 +192,11 @@ def main() -> None:
         "frames": t, "precision": a.precision, "codec_precision": a.codec_precision,
         "matmul_precision": a.matmul_precision,
         "attention": {f"width {d} {dt} x{n}": route for (dt, d, route), n
-                      in sorted(collections.Counter(routes).items())}, "lstm": resolve_lstm_impl("auto"), "lstm_unroll": scan_unroll(jnp.bfloat16 if a.codec_precision == "bf16" else jnp.float32), "lstm_grad": lstm_grad_mode(),
+                      in sorted(collections.Counter(routes).items())},
+        "lstm": resolve_lstm_impl("auto"),
+        # the loss decode's scan: its products are bf16 under --codec_precision bf16
+        "lstm_unroll": scan_unroll(jnp.bfloat16 if a.codec_precision == "bf16" else jnp.float32),
+        "lstm_grad": lstm_grad_mode(),
         "lstm_step": lstm_step_form(),
         "codec_conv": conv_form(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
