@@ -27,6 +27,7 @@ Relative errors are ||a - b|| / ||b||; times are medians of `--repeat` after 3 w
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import sys
 from pathlib import Path
@@ -68,7 +69,7 @@ def main() -> None:
     shapes = (((2, 100, 2, 32), (2, 100, 2, 48), (2, 100, 1, 64)) if a.small else
               ((8, 1200, 8, 32), (8, 1200, 8, 48), (8, 1200, 4, 64)))
     if "tiles" in a.parts:  # Pallas's interpreter where there is no GPU (--small)
-        tile_sweep(a, normal, emit, timeit, shapes, flash)
+        tile_sweep(a, normal, emit, timeit, shapes, att, flash)
     if not att.cudnn_attention_available():
         emit(case="attention", skipped="no CUDA GPU: the fused routes do not exist here")
         return
@@ -116,29 +117,47 @@ def attention_parity(a, normal, emit, rel, shapes, att, flash):
 
 
 
-def attention_timing(a, normal, emit, timeit, shapes, att, flash):
-    """Forward and forward+backward of 12 attention calls with dropout 0.1 (the cascade's
-    2 x 6 layers): the explicit route (rematerialised) at fp32 and bf16, cuDNN at bf16, and the
-    flash kernel at fp32 over tile sizes and warp counts; for each head width of ``shapes``."""
+def twelve_calls(att, flash, route, go, interpret=False):
+    """``(forward+backward, forward)``, jitted, of 12 attention calls with dropout 0.1 (the
+    cascade's 2 x 6 layers) on one route, summed against ``go``; ``interpret`` runs the flash
+    kernel in Pallas's interpreter (no GPU)."""
     import jax
     import jax.numpy as jnp
 
     key_d = jax.random.key(1)
 
-    def stack(route, go):
-        def f(q, k, v):
-            tot = 0.0
-            for i in range(12):
-                kd = jax.random.fold_in(key_d, i)
-                if route == "cudnn":
-                    o = att._attend_cudnn(q, k, v, 0.1)
-                elif route == "flash":
-                    o = flash.flash_attention(q, k, v, rate=0.1, key=kd)
-                else:
-                    o = att._attend_with_dropout(q, k, v, 0.1, kd)
-                tot = tot + jnp.sum(o.astype(jnp.float32) * go.astype(o.dtype))
-            return tot
-        return jax.jit(jax.grad(f, (0, 1, 2))), jax.jit(f)
+    def f(q, k, v):
+        tot = 0.0
+        for i in range(12):
+            kd = jax.random.fold_in(key_d, i)
+            if route == "cudnn":
+                o = att._attend_cudnn(q, k, v, 0.1)
+            elif route == "flash":
+                o = flash.flash_attention(q, k, v, rate=0.1, key=kd, interpret=interpret)
+            else:
+                o = att._attend_with_dropout(q, k, v, 0.1, kd)
+            tot = tot + jnp.sum(o.astype(jnp.float32) * go.astype(o.dtype))
+        return tot
+    return jax.jit(jax.grad(f, (0, 1, 2))), jax.jit(f)
+
+
+@contextlib.contextmanager
+def tiles_set(flash, entries):
+    """The flash kernel's ``TILES`` with ``entries`` added, restored on the way out."""
+    saved = dict(flash.TILES)
+    flash.TILES.update(entries)
+    try:
+        yield
+    finally:
+        flash.TILES.clear()
+        flash.TILES.update(saved)
+
+
+def attention_timing(a, normal, emit, timeit, shapes, att, flash):
+    """Forward and forward+backward of 12 attention calls with dropout 0.1 (the cascade's
+    2 x 6 layers): the explicit route (rematerialised) at fp32 and bf16, cuDNN at bf16, and the
+    flash kernel at fp32 over tile sizes and warp counts; for each head width of ``shapes``."""
+    import jax.numpy as jnp
 
     for shape in shapes:
         d = flash.padded_head_dim(shape[-1])  # the width the kernel runs (and its tiles' key)
@@ -147,61 +166,45 @@ def attention_timing(a, normal, emit, timeit, shapes, att, flash):
                 ("cudnn", jnp.bfloat16, None)]
         blocks = (16, 32, 64) if d <= 16 else (32, 64)
         runs += [("flash", jnp.float32, (blk, w)) for blk in blocks for w in (1, 2, 4)]
-        saved = dict(flash.TILES)
         for route, dtype, tiles in runs:
             q, k, v = (normal(40 + i, shape, dtype) for i in range(3))
-            if tiles:  # both passes alike, 2 stages
-                flash.TILES.update({(kind, d): (*tiles, 2) for kind in flash.PASSES})
+            # both passes alike, 2 stages
+            entries = {(kind, d): (*tiles, 2) for kind in flash.PASSES} if tiles else {}
             try:
-                fb, fw = stack(route, go)
-                emit(case="attention_12_calls", route=route, dtype=jnp.dtype(dtype).name,
-                     tiles=tiles, shape=list(shape), fwd_bwd_ms=timeit(fb, q, k, v),
-                     fwd_ms=timeit(fw, q, k, v))
+                with tiles_set(flash, entries):
+                    fb, fw = twelve_calls(att, flash, route, go)
+                    emit(case="attention_12_calls", route=route, dtype=jnp.dtype(dtype).name,
+                         tiles=tiles, shape=list(shape), fwd_bwd_ms=timeit(fb, q, k, v),
+                         fwd_ms=timeit(fw, q, k, v))
             except Exception as e:  # a tile shape Triton cannot compile is a result too
                 emit(case="attention_12_calls", route=route, tiles=tiles, shape=list(shape),
                      error=repr(e)[:300])
-        flash.TILES.clear()
-        flash.TILES.update(saved)
 
 
-def tile_sweep(a, normal, emit, timeit, shapes, flash):
+def tile_sweep(a, normal, emit, timeit, shapes, att, flash):
     """Each pass's tiles on their own, for the widths the kernel runs at the cascade's shapes
     (32, and 48 run at 64): forward configurations timed on the forward of 12 calls (dropout
     0.1), backward ones on forward+backward with the forward at its current tiles. Ends with
     one ``tile_sweep_best`` line per pass and width, and that line's ``env``, the
     ``JAXAUDIO_FLASH_TILES`` value that selects the fastest (``--tiles_env`` writes it)."""
     import jax
-    import jax.numpy as jnp
 
-    key_d = jax.random.key(1)
     interpret = jax.default_backend() != "gpu"
-
-    def calls(q, k, v, go):
-        tot = 0.0
-        for i in range(12):
-            o = flash.flash_attention(q, k, v, rate=0.1, key=jax.random.fold_in(key_d, i),
-                                      interpret=interpret)
-            tot = tot + jnp.sum(o * go)
-        return tot
-
     candidates = {"fwd": [(b, w, 2) for b in (64, 128) for w in (4, 8)],
                   "bwd": [(b, w, 2) for b in (32, 64, 128) for w in (2, 4, 8)]
                          + [(32, 4, 1), (64, 4, 1)]}
     if a.small:
         candidates = {"fwd": [(16, 1, 2)], "bwd": [(16, 1, 1)]}
     best = {}
-    saved = dict(flash.TILES)
     for shape in shapes[:2]:  # widths 32 and 48 (run at 64; the agent's 64 shares its tiles)
         d = flash.padded_head_dim(shape[-1])
         q, k, v, go = (normal(60 + i, shape) for i in range(4))
         for kind, configs in candidates.items():
             for cfg in configs:
-                flash.TILES.clear()
-                flash.TILES.update(saved)
-                flash.TILES[(kind, d)] = cfg
-                f = jax.jit(calls) if kind == "fwd" else jax.jit(jax.grad(calls, (0, 1, 2)))
                 try:
-                    ms = timeit(f, q, k, v, go)
+                    with tiles_set(flash, {(kind, d): cfg}):
+                        fb, fw = twelve_calls(att, flash, "flash", go, interpret)
+                        ms = timeit(fw if kind == "fwd" else fb, q, k, v)
                 except Exception as e:  # a tile shape Triton cannot compile is a result too
                     emit(case="tile_sweep", pass_=kind, width=d, shape=list(shape),
                          tiles=list(cfg), error=repr(e)[:300])
@@ -210,8 +213,6 @@ def tile_sweep(a, normal, emit, timeit, shapes, flash):
                      ms=ms, timed="forward" if kind == "fwd" else "forward+backward")
                 if (kind, d) not in best or ms < best[(kind, d)][1]:
                     best[(kind, d)] = (cfg, ms)
-    flash.TILES.clear()
-    flash.TILES.update(saved)
     env = ",".join(f"{kind}:{d}={'x'.join(map(str, cfg))}" for (kind, d), (cfg, _) in best.items())
     for (kind, d), (cfg, ms) in best.items():
         emit(case="tile_sweep_best", pass_=kind, width=d, tiles=list(cfg), ms=ms, env=env)

@@ -194,8 +194,10 @@ def main() -> None:
         "attention": {f"width {d} {dt} x{n}": route for (dt, d, route), n
                       in sorted(collections.Counter(routes).items())},
         "lstm": resolve_lstm_impl("auto"),
-        # the loss decode's scan: its products are bf16 under --codec_precision bf16
-        "lstm_unroll": scan_unroll(jnp.bfloat16 if a.codec_precision == "bf16" else jnp.float32),
+        # the loss decode's scan: bf16 products under --codec_precision bf16, except in the raw
+        # step's paired decode, whose LSTM call (shared with the reference) stays float32
+        "lstm_unroll": scan_unroll(jnp.bfloat16 if a.codec_precision == "bf16"
+                                   and a.semantics == "cached" else jnp.float32),
         "lstm_grad": lstm_grad_mode(),
         "lstm_step": lstm_step_form(),
         "codec_conv": conv_form(),
