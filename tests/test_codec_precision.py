@@ -94,9 +94,7 @@ def test_bf16_decode_pair_decodes_the_reference_in_float32(codec):
 def test_train_step_with_bf16_codec_decode_and_float32_validation():
     from jaxaudio.data.cache import codec_fields
     from jaxaudio.training.cli import parse_config
-    from jaxaudio.training.setup import build_discriminator, build_mesh, build_model
-    from jaxaudio.training.state import init_state
-    from jaxaudio.training.step import Steps
+    from tiny_step import tiny_steps
 
     codec = random_encodec(0, n_filters=2, dimension=32, ratios=(4, 2), lstm=2)
     rng = np.random.default_rng(0)
@@ -108,13 +106,12 @@ def test_train_step_with_bf16_codec_decode_and_float32_validation():
         cfg = parse_config(["--builtin", "--encoding_dim", "32", "--nhead", "2", "--num_layers",
                             "1", "--num_transformer_layers", "2", "--batch_size", "2",
                             "--codec", "mdct", "--no_mlflow", "--codec_precision", prec])
-        state, statics = init_state(cfg, build_model(cfg), build_discriminator(cfg))
-        steps = Steps(cfg, statics, nnx.graphdef(codec), build_mesh(jax.devices()[:1]))
+        _, state, steps = tiny_steps(cfg, codec=codec)
         args = (nnx.state(codec), jnp.float32(0.0), jnp.int32(0))
         val = steps.eval_step(state, {**batch, "valid": jnp.ones((2,), jnp.float32)},
                               nnx.state(codec))
         new, m = steps.train_step(state, dict(batch), *args)  # donates state
-        raw = steps.train_step(init_state(cfg, build_model(cfg), build_discriminator(cfg))[0],
+        raw = steps.train_step(tiny_steps(cfg, codec=codec)[1],
                                {"input_raw": x, "target_audio": y}, *args)[1]
         results[prec] = jax.device_get((m, val, raw, new.params))
     (m32, v32, _, _), (m16, v16, r16, p16) = results["fp32"], results["bf16"]

@@ -13,9 +13,10 @@ from jaxaudio.training.state import init_state
 from jaxaudio.training.step import Steps
 
 
-def tiny_steps(cfg, model=None):
-    """``(codec, state, steps)`` for ``cfg`` (``model`` defaults to ``build_model(cfg)``)."""
-    codec = make_codec("mdct", dim=cfg.encoding_dim)
+def tiny_steps(cfg, model=None, codec=None):
+    """``(codec, state, steps)`` for ``cfg`` (``model`` defaults to ``build_model(cfg)``,
+    ``codec`` to the MDCT codec at the config's latent size)."""
+    codec = make_codec("mdct", dim=cfg.encoding_dim) if codec is None else codec
     state, statics = init_state(cfg, build_model(cfg) if model is None else model,
                                 build_discriminator(cfg))
     steps = Steps(cfg, statics, nnx.graphdef(codec), build_mesh(jax.devices()[:1]))
