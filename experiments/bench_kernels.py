@@ -15,10 +15,15 @@
    the explicit route (rematerialised) at fp32 and bf16, cuDNN at bf16, the flash kernel at
    fp32 over tile sizes and warp counts;
 5. (``--parts tiles``, not run by default) each pass's tiles of the flash kernel on their own
-   (block, warps, pipeline stages) at widths 32 and 64; ``--tiles_env FILE`` writes the
-   fastest as a ``JAXAUDIO_FLASH_TILES`` value.
+   (block, warps, pipeline stages) at widths 32 and 48 (the width the kernels run);
+   ``--tiles_env FILE`` writes the fastest as a ``JAXAUDIO_FLASH_TILES`` value;
+6. (``--parts forms``) the flash kernel's forms at each shape: width 48 split into 32 + 16 or
+   zero-padded to 64 (``JAXAUDIO_FLASH_WIDTH``), dQ from per-key-block partial sums or
+   recomputed (``JAXAUDIO_FLASH_DQ``): parity against the explicit route with the same masks
+   (full float32 and default precision, dropout 0.1) and the 12 calls' times.
 
     python experiments/bench_kernels.py --out results/h200_kernels.jsonl [--parts parity timing]
+    python experiments/bench_kernels.py --parts forms --out results/h200_flash_forms.jsonl
     python experiments/bench_kernels.py --parts tiles --repeat 10 --tiles_env /tmp/tiles.env
     python experiments/bench_kernels.py --small          # CPU smoke test (LSTM part only)
 
@@ -42,8 +47,8 @@ def main() -> None:
     tiles_flag = lambda p: p.add_argument(
         "--tiles_env", default=None,
         help="--parts tiles: write the fastest tiles' JAXAUDIO_FLASH_TILES value to this file")
-    a = kernel_bench_args(__doc__, parts=("lstm", "parity", "timing", "tiles"),
-                          default_parts=("lstm", "parity", "timing"), extra=tiles_flag)
+    a = kernel_bench_args(__doc__, parts=("lstm", "parity", "timing", "tiles", "forms"),
+                          default_parts=("lstm", "parity", "timing", "forms"), extra=tiles_flag)
 
     import jax
     import jax.numpy as jnp
@@ -70,6 +75,8 @@ def main() -> None:
               ((8, 1200, 8, 32), (8, 1200, 8, 48), (8, 1200, 4, 64)))
     if "tiles" in a.parts:  # Pallas's interpreter where there is no GPU (--small)
         tile_sweep(a, normal, emit, timeit, shapes, att, flash)
+    if "forms" in a.parts:  # the interpreter too
+        flash_forms(a, normal, emit, timeit, rel, shapes, att, flash)
     if not att.cudnn_attention_available():
         emit(case="attention", skipped="no CUDA GPU: the fused routes do not exist here")
         return
@@ -160,7 +167,7 @@ def attention_timing(a, normal, emit, timeit, shapes, att, flash):
     import jax.numpy as jnp
 
     for shape in shapes:
-        d = flash.padded_head_dim(shape[-1])  # the width the kernel runs (and its tiles' key)
+        d = sum(flash.head_chunks(shape[-1]))  # the width the kernels run (their tiles' key)
         go = normal(30, shape)
         runs = [("xla_remat", jnp.float32, None), ("xla_remat", jnp.bfloat16, None),
                 ("cudnn", jnp.bfloat16, None)]
@@ -197,7 +204,7 @@ def tile_sweep(a, normal, emit, timeit, shapes, att, flash):
         candidates = {"fwd": [(16, 1, 2)], "bwd": [(16, 1, 1)]}
     best = {}
     for shape in shapes[:2]:  # widths 32 and 48 (run at 64; the agent's 64 shares its tiles)
-        d = flash.padded_head_dim(shape[-1])
+        d = sum(flash.head_chunks(shape[-1]))
         q, k, v, go = (normal(60 + i, shape) for i in range(4))
         for kind, configs in candidates.items():
             for cfg in configs:
@@ -219,6 +226,56 @@ def tile_sweep(a, normal, emit, timeit, shapes, att, flash):
     if a.tiles_env:
         with open(a.tiles_env, "w") as fh:
             fh.write(env + "\n")
+
+
+@contextlib.contextmanager
+def env_set(**values):
+    """Environment variables set for the block (read when a step is traced), then restored."""
+    import os
+
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+
+
+def flash_forms(a, normal, emit, timeit, rel, shapes, att, flash):
+    """Each width form x dQ form of the flash kernel at each shape: output and gradients
+    against the explicit route (same masks, dropout 0.1; full float32 and default precision),
+    then forward and forward+backward of 12 calls."""
+    import jax
+    import jax.numpy as jnp
+
+    interpret = jax.default_backend() != "gpu"
+    key_m = jax.random.key(2)
+
+    def explicit(q, k, v):
+        return jnp.einsum("bhqk,bkhd->bqhd", att._dropout(att.attention_weights(q, k), 0.1,
+                                                          key_m), v)
+
+    for shape in shapes:
+        q, k, v, go = (normal(70 + i, shape) for i in range(4))
+        for width in flash.WIDTH_FORMS:
+            for dq in flash.DQ_FORMS:
+                rec = dict(case="flash_forms", shape=list(shape), width_form=width, dq_form=dq,
+                           chunks=list(flash.head_chunks(shape[-1], width)))
+                with env_set(**{flash.WIDTH_ENV: width, flash.DQ_ENV: dq}):
+                    fl = lambda q, k, v: flash.flash_attention(q, k, v, rate=0.1, key=key_m,
+                                                               interpret=interpret)
+                    for precision in ("highest", "default"):
+                        with jax.default_matmul_precision(precision):
+                            vg = lambda fn: jax.jit(jax.value_and_grad(
+                                lambda q, k, v: jnp.sum(fn(q, k, v) * go), (0, 1, 2)))
+                            (o_fl, g_fl), (o_ex, g_ex) = vg(fl)(q, k, v), vg(explicit)(q, k, v)
+                        rec[precision] = dict(rel_loss=abs(float(o_fl - o_ex)) / abs(float(o_ex)),
+                                              **{f"rel_d{n}": rel(x, y) for n, x, y in
+                                                 zip("qkv", g_fl, g_ex)})
+                    fb, fw = twelve_calls(att, flash, "flash", go, interpret)
+                    rec.update(fwd_ms=timeit(fw, q, k, v), fwd_bwd_ms=timeit(fb, q, k, v))
+                emit(**rec)
 
 
 def lstm_unroll(a, normal, emit, timeit, rel, lstm_scan):

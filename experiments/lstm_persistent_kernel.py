@@ -52,7 +52,8 @@ from jax.experimental.pallas import triton as plgpu
 
 from jax.sharding import PartitionSpec as P
 
-from jaxaudio.nn.flash_attention import current_batch_mesh, matmul_precision
+from jaxaudio.nn.flash_attention import current_batch_mesh
+from jaxaudio.nn.flash_kernels import matmul_precision
 
 BLOCK_UNITS = 16  # hidden units per program; Triton's products need >= 16 columns
 BLOCK_K = 64  # contraction rows per product

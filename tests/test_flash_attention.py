@@ -64,14 +64,14 @@ def test_each_pass_takes_its_own_tiles(monkeypatch, fwd, bwd):
     assert flash.tiles(32, "fwd") == fwd and flash.tiles(32, "bwd") == bwd
     assert flash.tiles(64, "bwd") == flash.DEFAULT_TILES
     built = {}
-    real_call = flash._call
+    real_call = flash.kernels._call
 
     def spy(kernel, grid, *args):
         name, warps, stages = args[-3:]
         built[name] = (grid, warps, stages)
         return real_call(kernel, grid, *args)
 
-    monkeypatch.setattr(flash, "_call", spy)
+    monkeypatch.setattr(flash.kernels, "_call", spy)
     q, k, v, g = _qkv((2, 100, 1, 32), (2, 100, 1, 32), seed=3)
     key = jax.random.key(5)
     fl = lambda q, k, v: flash.flash_attention(q, k, v, rate=0.3, key=key, interpret=True)
@@ -86,6 +86,66 @@ def test_each_pass_takes_its_own_tiles(monkeypatch, fwd, bwd):
     t = max(fwd[0], bwd[0])  # 100 frames padded to a multiple of both blocks
     assert built["flash_attention_fwd"] == ((t // fwd[0], 2, 1), *fwd[1:])
     assert built["flash_attention_bwd"] == ((2, 1, t // bwd[0]), *bwd[1:])
+
+
+def test_head_chunks():
+    assert flash.head_chunks(48, "split") == (32, 16)  # the cascade's second stage
+    assert flash.head_chunks(32, "split") == (32,)
+    assert flash.head_chunks(12, "split") == (16,)
+    assert flash.head_chunks(100, "split") == (64, 32, 16)  # 112 = 64 + 32 + 16
+    assert flash.head_chunks(256, "split") == (256,)
+    assert flash.head_chunks(48, "pad") == (64,)
+    assert flash.head_chunks(12, "pad") == (16,)
+
+
+@pytest.mark.parametrize("width_form,dq_form", [("split", "recompute"), ("pad", "partials"),
+                                                ("pad", "recompute")])
+def test_every_form_matches_the_explicit_route(monkeypatch, width_form, dq_form):
+    """Each width form and dQ form (the defaults, split and partials, are the first test's) at
+    widths 48 and 32 with dropout: the explicit route's output and gradients, and the kernels
+    take the chunks and the dQ buffer the forms name."""
+    monkeypatch.setenv(flash.WIDTH_ENV, width_form)
+    monkeypatch.setenv(flash.DQ_ENV, dq_form)
+    seen = []
+    real_call = flash.kernels._call
+
+    def spy(kernel, grid, in_specs, out_specs, out_shape, *args):
+        seen.append((args[-3], [tuple(o.shape) for o in out_shape]))
+        return real_call(kernel, grid, in_specs, out_specs, out_shape, *args)
+
+    monkeypatch.setattr(flash.kernels, "_call", spy)
+    key = jax.random.key(11)
+    for d in (48, 32):
+        seen.clear()
+        q, k, v, g = _qkv((2, 90, 2, d), (2, 90, 2, d), seed=d)
+        fl = lambda q, k, v: flash.flash_attention(q, k, v, rate=0.3, key=key, interpret=True)
+        ex = lambda q, k, v: _explicit(q, k, v, 0.3, key)
+        with jax.default_matmul_precision("highest"):
+            out, grads = jax.jit(jax.value_and_grad(lambda *a: jnp.sum(fl(*a) * g), (0, 1, 2)))(
+                q, k, v)
+            ref, ref_grads = jax.jit(jax.value_and_grad(lambda *a: jnp.sum(ex(*a) * g),
+                                                        (0, 1, 2)))(q, k, v)
+        np.testing.assert_allclose(out, ref, rtol=2e-5)
+        for a, b in zip(grads, ref_grads):
+            np.testing.assert_allclose(a, b, rtol=2e-5, atol=5e-5)
+        chunks = flash.head_chunks(d, width_form)
+        fwd_shapes, bwd_shapes = (dict(seen)[n] for n in ("flash_attention_fwd",
+                                                          "flash_attention_bwd"))
+        assert [s[-1] for s in fwd_shapes[:-1]] == list(chunks)  # one output per chunk
+        dq_shapes = bwd_shapes[:len(chunks)]
+        slots = 128 // 64  # 90 frames padded to 128: two key blocks of 64
+        expect = [((slots, 2, 128, 2, w) if dq_form == "partials" else (2, 128, 2, w))
+                  for w in chunks]
+        assert dq_shapes == expect
+
+
+def test_bad_forms_name_the_variable(monkeypatch):
+    q, k, v, _ = _qkv((1, 8, 1, 16), (1, 8, 1, 16))
+    for name in (flash.WIDTH_ENV, flash.DQ_ENV):
+        monkeypatch.setenv(name, "fast")
+        with pytest.raises(ValueError, match=name):
+            flash.flash_attention(q, k, v, interpret=True)
+        monkeypatch.delenv(name)
 
 
 def test_bad_tiles_name_the_variable(monkeypatch):
