@@ -44,11 +44,14 @@ from bench_common import kernel_bench_args, make_emit, median_ms  # noqa: E402
 
 
 def main() -> None:
-    tiles_flag = lambda p: p.add_argument(
-        "--tiles_env", default=None,
-        help="--parts tiles: write the fastest tiles' JAXAUDIO_FLASH_TILES value to this file")
+    def flags(p):
+        p.add_argument("--tiles_env", default=None, help="--parts tiles: write the fastest "
+                       "tiles' JAXAUDIO_FLASH_TILES value to this file")
+        p.add_argument("--widths", type=int, nargs="+", default=None,
+                       help="attention parts: only the shapes of these head widths (32 48 64)")
+
     a = kernel_bench_args(__doc__, parts=("lstm", "parity", "timing", "tiles", "forms"),
-                          default_parts=("lstm", "parity", "timing", "forms"), extra=tiles_flag)
+                          default_parts=("lstm", "parity", "timing", "forms"), extra=flags)
 
     import jax
     import jax.numpy as jnp
@@ -73,6 +76,8 @@ def main() -> None:
     # 32 and 48, the latter zero-padded to 64 by the kernel) and the masking agent's (width 64)
     shapes = (((2, 100, 2, 32), (2, 100, 2, 48), (2, 100, 1, 64)) if a.small else
               ((8, 1200, 8, 32), (8, 1200, 8, 48), (8, 1200, 4, 64)))
+    if a.widths:
+        shapes = tuple(s for s in shapes if s[-1] in a.widths)
     if "tiles" in a.parts:  # Pallas's interpreter where there is no GPU (--small)
         tile_sweep(a, normal, emit, timeit, shapes, att, flash)
     if "forms" in a.parts:  # the interpreter too
@@ -203,7 +208,7 @@ def tile_sweep(a, normal, emit, timeit, shapes, att, flash):
     if a.small:
         candidates = {"fwd": [(16, 1, 2)], "bwd": [(16, 1, 1)]}
     best = {}
-    for shape in shapes[:2]:  # widths 32 and 48 (run at 64; the agent's 64 shares its tiles)
+    for shape in shapes[:2]:  # widths 32 and 48 (the agent's 64 keeps the default tiles)
         d = sum(flash.head_chunks(shape[-1]))
         q, k, v, go = (normal(60 + i, shape) for i in range(4))
         for kind, configs in candidates.items():

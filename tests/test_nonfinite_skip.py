@@ -17,7 +17,8 @@ from jaxaudio.training.step import Steps
 
 def _setup():
     opt = generator_optimizer(SimpleNamespace(grad_clip=1.0, lr=1e-2, weight_decay=0.01))
-    params = {"w": jnp.arange(3.0)}
+    # two leaves: a non-finite loss poisons the smaller one only, and the whole update is skipped
+    params = {"w": jnp.arange(3.0), "b": jnp.zeros(2)}
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                        buffers={"u": jnp.ones(2)}, opt_state=opt.init(params),
                        disc_params=None, disc_buffers=None, disc_opt_state=None)
@@ -27,7 +28,7 @@ def _setup():
 
 def _apply(steps, state, grad, loss):
     new_buffers = {"u": jnp.full(2, 7.0)}
-    return Steps._apply(steps, state, {"w": grad}, new_buffers, jnp.float32(loss), None, None,
+    return Steps._apply(steps, state, {"w": grad, "b": jnp.ones(2)}, new_buffers, jnp.float32(loss), None, None,
                         None)
 
 
@@ -50,4 +51,5 @@ def test_nonfinite_step_keeps_everything_and_counts(grad, loss):
     again, ok, _ = _apply(steps, run, jnp.ones(3), 1.0)  # a finite step resets the count
     assert bool(ok) and int(nonfinite_run(again)) == 0
     assert not jnp.array_equal(again.params["w"], good.params["w"])
+    assert not jnp.array_equal(again.params["b"], good.params["b"])
     assert float(learning_rate(again)) == pytest.approx(1e-2)
