@@ -204,7 +204,7 @@ def main() -> None:
         "lstm_step": lstm_step_form(),
         "codec_conv": conv_form(),
         "flash_forms": {"width": env_choice(flash.WIDTH_ENV, flash.WIDTH_FORMS),
-                        "dq": env_choice(flash.DQ_ENV, flash.DQ_FORMS),
+                        "dq": env_choice(flash.DQ_ENV, flash.DQ_FORMS),  # auto: by width
                         "tiles": os.environ.get(flash.TILES_ENV, "")},
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "compile_s": round(compile_s, 2), "compilation_cache": a.compilation_cache_dir,

@@ -98,12 +98,21 @@ def test_head_chunks():
     assert flash.head_chunks(12, "pad") == (16,)
 
 
+def test_auto_takes_dq_partials_for_narrow_chunks_only(monkeypatch):
+    monkeypatch.delenv(flash.DQ_ENV, raising=False)
+    assert flash.dq_form((32,)) == "partials"
+    assert flash.dq_form((32, 16)) == "partials"  # the cascade's second stage, split
+    assert flash.dq_form((64,)) == "recompute"  # the masking agent's heads, or 48 padded
+    assert flash.dq_form((64,), "partials") == "partials"
+    monkeypatch.setenv(flash.DQ_ENV, "recompute")
+    assert flash.dq_form((32,)) == "recompute"
+
+
 @pytest.mark.parametrize("width_form,dq_form", [("split", "recompute"), ("pad", "partials"),
-                                                ("pad", "recompute")])
+                                                ("pad", "recompute"), ("split", "partials")])
 def test_every_form_matches_the_explicit_route(monkeypatch, width_form, dq_form):
-    """Each width form and dQ form (the defaults, split and partials, are the first test's) at
-    widths 48 and 32 with dropout: the explicit route's output and gradients, and the kernels
-    take the chunks and the dQ buffer the forms name."""
+    """Each width form and dQ form at widths 48 and 32 with dropout: the explicit route's
+    output and gradients, and the kernels take the chunks and the dQ buffer the forms name."""
     monkeypatch.setenv(flash.WIDTH_ENV, width_form)
     monkeypatch.setenv(flash.DQ_ENV, dq_form)
     seen = []

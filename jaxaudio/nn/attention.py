@@ -26,9 +26,9 @@ which never materialises the ``[B, H, Tq, Tk]`` probabilities and drops them ins
 
 - float32 q, k, v: the Pallas (Triton) kernel of :mod:`jaxaudio.nn.flash_attention`, at the
   step's matmul precision (TF32 by default, as the explicit route's products), for head widths
-  up to 256: powers of two from 16 as they are, other widths zero-padded to the next (the
-  cascade's second stage has 384 / 8 = 48, computed at 64; measured faster than the explicit
-  route on an H200 all the same); wider heads take the explicit route;
+  up to 256, run as power-of-two chunks from 16 (the cascade's second stage has 384 / 8 = 48,
+  run as 32 + 16; see :func:`jaxaudio.nn.flash_attention.head_chunks`); wider heads take the
+  explicit route;
 - bf16/fp16 (``--precision bf16``): cuDNN's fused flash attention. Its masks come from cuDNN's
   Philox generator, not from ``rngs``: each call site has its own seed (numbered in trace
   order) and XLA advances the offset at every execution, so masks differ between layers and
@@ -144,9 +144,10 @@ def attention_impl(dtype, *, head_dim: int, need_weights: bool = False) -> str:
         return "xla"
     if jnp.dtype(dtype) in _LOW_PRECISION:
         return "cudnn" if cudnn_command_buffers_off() else "xla"
-    # Widths the kernel zero-pads (the cascade's second stage: 384 / 8 = 48 -> 64) included:
-    # on an H200 the raw-clip step ran 84.6 samples/s with width 48 on the kernel against 80.0
-    # on the explicit route (experiments/README.md).
+    # Widths that are no power of two (the cascade's second stage: 384 / 8 = 48) included: on
+    # an H200 the raw-clip step ran 84.6 samples/s with width 48 on the kernel (padded to 64)
+    # against 80.0 on the explicit route, before the kernel ran it as 32 + 16
+    # (experiments/README.md).
     return "pallas" if flash.supported_head_dim(head_dim) else "xla"
 
 

@@ -25,8 +25,9 @@ Shapes: ``[B, T, H, d]`` (batch, frames, heads, head width ``d`` in [1, 256]). T
 (:func:`head_chunks`): ``JAXAUDIO_FLASH_WIDTH=split`` (the default) runs width 48 as 32 + 16,
 ``pad`` zero-pads it to 64 as earlier versions did (zero features change neither ``q . k`` nor
 the output's first ``d``); the softmax scale stays ``1/sqrt(d)`` either way. The backward
-computes dQ from per-key-block partial sums (``JAXAUDIO_FLASH_DQ=partials``, the default, one
-pass over the tiles) or recomputes the tiles for it (``recompute``); both are deterministic.
+computes dQ from per-key-block partial sums (``JAXAUDIO_FLASH_DQ=partials``, one pass over the
+tiles) or recomputes the tiles for it (``recompute``); both are deterministic, and ``auto`` (the
+default, :func:`dq_form`) takes partials for chunks up to 32 wide, where they were faster.
 Frames are padded to a multiple of the block size; padded keys are masked out and padded
 queries dropped. Under a multi-device mesh (:func:`batch_sharded`) the kernels run per device
 on its rows of the batch through ``shard_map``.
@@ -60,7 +61,12 @@ PASSES = ("fwd", "bwd")
 TILES_ENV = "JAXAUDIO_FLASH_TILES"
 _TILE_ENTRY = re.compile(r"(fwd|bwd):(\d+)=(\d+)x(\d+)x(\d+)")
 WIDTH_ENV, WIDTH_FORMS = "JAXAUDIO_FLASH_WIDTH", ("split", "pad")
-DQ_ENV, DQ_FORMS = "JAXAUDIO_FLASH_DQ", kernels.DQ_FORMS
+DQ_ENV, DQ_FORMS = "JAXAUDIO_FLASH_DQ", ("auto", *kernels.DQ_FORMS)
+# ``auto``'s rule: dQ partial sums when no chunk is wider than this. On one H200 (12 calls with
+# dropout, forward+backward) partials gained at width 32 (10.38 against 10.79 ms) and at 48 as
+# 32 + 16 (13.97 against 14.88), and lost at 64 (23.17 against 18.69 ms, the 48 padded): a
+# 64-wide tile's dQ share beside its dK and dV accumulators, and twice the buffer.
+PARTIALS_MAX_CHUNK = 32
 
 
 def tile_overrides(raw: str | None = None) -> dict[tuple[str, int], tuple[int, int, int]]:
@@ -147,6 +153,18 @@ def head_chunks(d: int, form: str | None = None) -> tuple[int, ...]:
     return tuple(1 << b for b in reversed(range(w.bit_length())) if w >> b & 1)
 
 
+def dq_form(chunks: tuple[int, ...], form: str | None = None) -> str:
+    """The backward's dQ form for a head run as ``chunks``: ``form`` (None reads
+    ``JAXAUDIO_FLASH_DQ``), with ``auto`` taking partial sums when no chunk is wider than
+    :data:`PARTIALS_MAX_CHUNK` and recomputing otherwise."""
+    form = env_choice(DQ_ENV, DQ_FORMS) if form is None else form
+    if form not in DQ_FORMS:
+        raise ValueError(f"dq_form: form must be one of {DQ_FORMS}, got {form!r}")
+    if form == "auto":
+        return "partials" if max(chunks) <= PARTIALS_MAX_CHUNK else "recompute"
+    return form
+
+
 def supported_head_dim(d: int) -> bool:
     """Head widths the kernel takes: 1 to 256 (:func:`head_chunks` says how it runs them)."""
     return 1 <= d <= 256
@@ -196,7 +214,7 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, rate: float = 0
     width = sum(chunks)  # the width the kernels run (and their tiles' key)
     block = max(tiles(width, kind)[0] for kind in PASSES)  # powers of two: both divide it
     t = -(-max(tq, tk) // block) * block
-    static = (float(rate), tk, d, env_choice(DQ_ENV, DQ_FORMS))
+    static = (float(rate), tk, d, dq_form(chunks))
     offsets = [sum(chunks[:i]) for i in range(len(chunks))]
     pad = lambda x, axis, n: jnp.pad(x, [(0, n - x.shape[axis]) if a == axis else (0, 0)
                                          for a in range(x.ndim)])
