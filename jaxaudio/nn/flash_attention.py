@@ -216,13 +216,20 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, rate: float = 0
     t = -(-max(tq, tk) // block) * block
     static = (float(rate), tk, d, dq_form(chunks))
     offsets = [sum(chunks[:i]) for i in range(len(chunks))]
-    pad = lambda x, axis, n: jnp.pad(x, [(0, n - x.shape[axis]) if a == axis else (0, 0)
-                                         for a in range(x.ndim)])
+
+    def split(x):
+        """Each chunk sliced, then padded (frames to ``t``, the last chunk's width to its
+        power of two): one pad of one slice, which XLA fuses into one copy per chunk."""
+        parts = []
+        for o, w in zip(offsets, chunks):
+            part = x[..., o:min(o + w, d)]
+            parts.append(jnp.pad(part, [(0, 0), (0, t - x.shape[1]), (0, 0),
+                                        (0, w - part.shape[-1])]))
+        return tuple(parts)
 
     def fn(q, k, v, rk):
-        split = lambda x: tuple(pad(x, 1, t)[..., o:o + w] for o, w in zip(offsets, chunks))
-        padded = [pad(x, 3, width) for x in (q, k, v)]
-        outs = _flash(*map(split, padded), pad(rk, 2, t), static, interpret)
+        outs = _flash(split(q), split(k), split(v), jnp.pad(rk, [(0, 0), (0, 0), (0, t - tq)]),
+                      static, interpret)
         out = outs[0] if len(outs) == 1 else jnp.concatenate(outs, axis=-1)
         return out[:, :tq, :, :d]
 
