@@ -195,8 +195,8 @@ def attention_timing(a, normal, emit, timeit, shapes, att, flash):
 
 def tile_sweep(a, normal, emit, timeit, shapes, att, flash):
     """Each pass's tiles on their own, for the widths the kernel runs at the cascade's shapes
-    (32, and 48 run at 64): forward configurations timed on the forward of 12 calls (dropout
-    0.1), backward ones on forward+backward with the forward at its current tiles. Ends with
+    (32 and 48): forward configurations timed on the forward of 12 calls (dropout 0.1),
+    backward ones on forward+backward with the forward at its current tiles. Ends with
     one ``tile_sweep_best`` line per pass and width, and that line's ``env``, the
     ``JAXAUDIO_FLASH_TILES`` value that selects the fastest (``--tiles_env`` writes it)."""
     import jax
@@ -261,8 +261,14 @@ def flash_forms(a, normal, emit, timeit, rel, shapes, att, flash):
         return jnp.einsum("bhqk,bkhd->bqhd", att._dropout(att.attention_weights(q, k), 0.1,
                                                           key_m), v)
 
+    def value_and_grads(fn, precision):
+        with jax.default_matmul_precision(precision):
+            return jax.jit(jax.value_and_grad(lambda q, k, v: jnp.sum(fn(q, k, v) * go),
+                                              (0, 1, 2)))(q, k, v)
+
     for shape in shapes:
         q, k, v, go = (normal(70 + i, shape) for i in range(4))
+        refs = {p: value_and_grads(explicit, p) for p in ("highest", "default")}
         for width in flash.WIDTH_FORMS:
             for dq in flash.DQ_FORMS[1:]:  # partials, recompute (auto picks one of them)
                 rec = dict(case="flash_forms", shape=list(shape), width_form=width, dq_form=dq,
@@ -270,11 +276,8 @@ def flash_forms(a, normal, emit, timeit, rel, shapes, att, flash):
                 with env_set(**{flash.WIDTH_ENV: width, flash.DQ_ENV: dq}):
                     fl = lambda q, k, v: flash.flash_attention(q, k, v, rate=0.1, key=key_m,
                                                                interpret=interpret)
-                    for precision in ("highest", "default"):
-                        with jax.default_matmul_precision(precision):
-                            vg = lambda fn: jax.jit(jax.value_and_grad(
-                                lambda q, k, v: jnp.sum(fn(q, k, v) * go), (0, 1, 2)))
-                            (o_fl, g_fl), (o_ex, g_ex) = vg(fl)(q, k, v), vg(explicit)(q, k, v)
+                    for precision, (o_ex, g_ex) in refs.items():
+                        o_fl, g_fl = value_and_grads(fl, precision)
                         rec[precision] = dict(rel_loss=abs(float(o_fl - o_ex)) / abs(float(o_ex)),
                                               **{f"rel_d{n}": rel(x, y) for n, x, y in
                                                  zip("qkv", g_fl, g_ex)})

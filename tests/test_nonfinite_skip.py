@@ -28,8 +28,8 @@ def _setup():
 
 def _apply(steps, state, grad, loss):
     new_buffers = {"u": jnp.full(2, 7.0)}
-    return Steps._apply(steps, state, {"w": grad, "b": jnp.ones(2)}, new_buffers, jnp.float32(loss), None, None,
-                        None)
+    return Steps._apply(steps, state, {"w": grad, "b": jnp.ones(2)}, new_buffers,
+                        jnp.float32(loss), None, None, None)
 
 
 @pytest.mark.parametrize("grad, loss", [(jnp.ones(3), jnp.nan), (jnp.ones(3), jnp.inf),

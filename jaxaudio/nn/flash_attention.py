@@ -51,10 +51,12 @@ from jaxaudio.runtime import env_choice
 
 # (frames per tile, warps per program, pipeline stages) by pass ("fwd" or "bwd") and the width
 # the kernels run (the sum of the head's chunks: 48 split, 64 padded). 64 frames, 4 warps and
-# 2 stages were the fastest measured at width 16 on one H200 for both passes (12 calls [8, 1200, 8, 16] forward+backward: 7.7 ms,
-# against 8.4 for 32/2 and 9.3-28 for the others tried; experiments/README.md, "Flash
-# attention"). A (pass, width) missing here takes DEFAULT_TILES; JAXAUDIO_FLASH_TILES
-# (``fwd:64=128x4x2,bwd:32=32x2x1``) overrides entries when a step is traced.
+# 2 stages were the fastest measured at width 16 on one H200 for both passes (12 calls
+# [8, 1200, 8, 16] forward+backward: 7.7 ms, against 8.4 for 32/2 and 9.3-28 for the others
+# tried; experiments/README.md, "Flash attention"), and at widths 32 and 64 within 1.2 %
+# (the tenth session's sweep). A (pass, width) missing here takes DEFAULT_TILES;
+# JAXAUDIO_FLASH_TILES (``fwd:64=128x4x2,bwd:32=32x2x1``) overrides entries when a step is
+# traced.
 TILES: dict[tuple[str, int], tuple[int, int, int]] = {}
 DEFAULT_TILES = (64, 4, 2)
 PASSES = ("fwd", "bwd")

@@ -79,11 +79,12 @@ def _scores(qs, ks, start, tk: int, t: int, c: float, precision):
 
 
 def _split(refs, n: int, groups: int):
+    """``refs`` as ``groups`` runs of ``n`` (one ref per chunk), then the rest."""
     return [refs[i * n:(i + 1) * n] for i in range(groups)] + [refs[groups * n:]]
 
 
 def _fwd_kernel(rk_ref, *refs, n, c, rate, tk, block, precision):
-    (q_refs, k_refs, v_refs, o_refs, (lse_ref,)) = _split(refs, n, 4)
+    q_refs, k_refs, v_refs, o_refs, (lse_ref,) = _split(refs, n, 4)
     qs = [r[...] for r in q_refs]
     bq = qs[0].shape[0]
     rk = rk_ref[...][:, None]
