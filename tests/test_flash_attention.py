@@ -98,14 +98,35 @@ def test_head_chunks():
     assert flash.head_chunks(12, "pad") == (16,)
 
 
-def test_auto_takes_dq_partials_for_narrow_chunks_only(monkeypatch):
+def test_auto_takes_dq_partials_for_narrow_chunks_and_short_sequences_only(monkeypatch):
     monkeypatch.delenv(flash.DQ_ENV, raising=False)
-    assert flash.dq_form((32,)) == "partials"
-    assert flash.dq_form((32, 16)) == "partials"  # the cascade's second stage, split
-    assert flash.dq_form((64,)) == "recompute"  # the masking agent's heads, or 48 padded
-    assert flash.dq_form((64,), "partials") == "partials"
+    assert flash.dq_form((32,), 19) == "partials"  # 1200 frames in 64-frame blocks
+    assert flash.dq_form((32, 16), 19) == "partials"  # the cascade's second stage, split
+    assert flash.dq_form((64,), 19) == "recompute"  # the masking agent's heads, or 48 padded
+    # long sequences recompute: the partials' buffer grows with the square of the frames
+    assert flash.dq_form((32,), flash.PARTIALS_MAX_SLOTS) == "partials"
+    assert flash.dq_form((32,), flash.PARTIALS_MAX_SLOTS + 1) == "recompute"
+    assert flash.dq_form((64,), 19, "partials") == "partials"
     monkeypatch.setenv(flash.DQ_ENV, "recompute")
-    assert flash.dq_form((32,)) == "recompute"
+    assert flash.dq_form((32,), 19) == "recompute"
+    # flash_attention counts the slots it runs: 16-frame blocks, 512 and 528 frames (traced
+    # only) give a dQ buffer of 32 slots, then the recomputing form's plain dQ
+    monkeypatch.delenv(flash.DQ_ENV)
+    monkeypatch.setenv(flash.TILES_ENV, "fwd:16=16x1x1,bwd:16=16x1x1")
+    shapes = []
+    real_call = flash.kernels._call
+
+    def spy(kernel, grid, in_specs, out_specs, out_shape, *args):
+        if args[-3] == "flash_attention_bwd":
+            shapes.append(tuple(out_shape[0].shape))
+        return real_call(kernel, grid, in_specs, out_specs, out_shape, *args)
+
+    monkeypatch.setattr(flash.kernels, "_call", spy)
+    for frames in (512, 528):
+        q = jnp.zeros((1, frames, 1, 16))
+        jax.eval_shape(jax.grad(lambda q: jnp.sum(flash.flash_attention(q, q, q, interpret=True))),
+                       q)
+    assert shapes == [(32, 1, 512, 1, 16), (1, 528, 1, 16)]
 
 
 @pytest.mark.parametrize("width_form,dq_form", [("split", "recompute"), ("pad", "partials"),

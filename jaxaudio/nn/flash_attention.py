@@ -27,7 +27,8 @@ Shapes: ``[B, T, H, d]`` (batch, frames, heads, head width ``d`` in [1, 256]). T
 the output's first ``d``); the softmax scale stays ``1/sqrt(d)`` either way. The backward
 computes dQ from per-key-block partial sums (``JAXAUDIO_FLASH_DQ=partials``, one pass over the
 tiles) or recomputes the tiles for it (``recompute``); both are deterministic, and ``auto`` (the
-default, :func:`dq_form`) takes partials for chunks up to 32 wide, where they were faster.
+default, :func:`dq_form`) takes partials for chunks up to 32 wide, where they were faster, and
+up to 32 key blocks (their buffer grows with the square of the frames).
 Frames are padded to a multiple of the block size; padded keys are masked out and padded
 queries dropped. Under a multi-device mesh (:func:`batch_sharded`) the kernels run per device
 on its rows of the batch through ``shard_map``.
@@ -69,6 +70,11 @@ DQ_ENV, DQ_FORMS = "JAXAUDIO_FLASH_DQ", ("auto", *kernels.DQ_FORMS)
 # 32 + 16 (13.97 against 14.88), and lost at 64 (23.17 against 18.69 ms, the 48 padded): a
 # 64-wide tile's dQ share beside its dK and dV accumulators, and twice the buffer.
 PARTIALS_MAX_CHUNK = 32
+# ... and when the buffer has at most this many key-block slots (frames / block). The buffer
+# holds one copy of q per slot, so it grows with the square of the frames: 32 slots of 64
+# frames (2048 frames, 27 s of EnCodec latents) keep it under 32 copies of q; longer sequences
+# recompute, whose memory stays linear. The headline step's 1200 frames take 19.
+PARTIALS_MAX_SLOTS = 32
 
 
 def tile_overrides(raw: str | None = None) -> dict[tuple[str, int], tuple[int, int, int]]:
@@ -155,15 +161,17 @@ def head_chunks(d: int, form: str | None = None) -> tuple[int, ...]:
     return tuple(1 << b for b in reversed(range(w.bit_length())) if w >> b & 1)
 
 
-def dq_form(chunks: tuple[int, ...], form: str | None = None) -> str:
-    """The backward's dQ form for a head run as ``chunks``: ``form`` (None reads
-    ``JAXAUDIO_FLASH_DQ``), with ``auto`` taking partial sums when no chunk is wider than
-    :data:`PARTIALS_MAX_CHUNK` and recomputing otherwise."""
+def dq_form(chunks: tuple[int, ...], slots: int, form: str | None = None) -> str:
+    """The backward's dQ form for a head run as ``chunks`` over ``slots`` key blocks:
+    ``form`` (None reads ``JAXAUDIO_FLASH_DQ``), with ``auto`` taking partial sums when no
+    chunk is wider than :data:`PARTIALS_MAX_CHUNK` and there are at most
+    :data:`PARTIALS_MAX_SLOTS` key blocks, and recomputing otherwise."""
     form = env_choice(DQ_ENV, DQ_FORMS) if form is None else form
     if form not in DQ_FORMS:
         raise ValueError(f"dq_form: form must be one of {DQ_FORMS}, got {form!r}")
     if form == "auto":
-        return "partials" if max(chunks) <= PARTIALS_MAX_CHUNK else "recompute"
+        narrow = max(chunks) <= PARTIALS_MAX_CHUNK and slots <= PARTIALS_MAX_SLOTS
+        return "partials" if narrow else "recompute"
     return form
 
 
@@ -216,7 +224,7 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, rate: float = 0
     width = sum(chunks)  # the width the kernels run (and their tiles' key)
     block = max(tiles(width, kind)[0] for kind in PASSES)  # powers of two: both divide it
     t = -(-max(tq, tk) // block) * block
-    static = (float(rate), tk, d, dq_form(chunks))
+    static = (float(rate), tk, d, dq_form(chunks, t // tiles(width, "bwd")[0]))
     offsets = [sum(chunks[:i]) for i in range(len(chunks))]
 
     def split(x):
