@@ -153,16 +153,15 @@ def twelve_calls(att, flash, route, go, interpret=False):
     return jax.jit(jax.grad(f, (0, 1, 2))), jax.jit(f)
 
 
-@contextlib.contextmanager
+def tiles_env(entries) -> str:
+    """``{(pass, width): (block, warps, stages)}`` as a ``JAXAUDIO_FLASH_TILES`` value."""
+    return ",".join(f"{kind}:{d}={'x'.join(map(str, cfg))}" for (kind, d), cfg in entries.items())
+
+
 def tiles_set(flash, entries):
-    """The flash kernel's ``TILES`` with ``entries`` added, restored on the way out."""
-    saved = dict(flash.TILES)
-    flash.TILES.update(entries)
-    try:
-        yield
-    finally:
-        flash.TILES.clear()
-        flash.TILES.update(saved)
+    """The flash kernel's tiles ``entries`` for the block, through ``JAXAUDIO_FLASH_TILES``
+    (which outranks ``TILES``), restored on the way out."""
+    return env_set(**{flash.TILES_ENV: tiles_env(entries)})
 
 
 def attention_timing(a, normal, emit, timeit, shapes, att, flash):
@@ -225,7 +224,7 @@ def tile_sweep(a, normal, emit, timeit, shapes, att, flash):
                      ms=ms, timed="forward" if kind == "fwd" else "forward+backward")
                 if (kind, d) not in best or ms < best[(kind, d)][1]:
                     best[(kind, d)] = (cfg, ms)
-    env = ",".join(f"{kind}:{d}={'x'.join(map(str, cfg))}" for (kind, d), (cfg, _) in best.items())
+    env = tiles_env({k: cfg for k, (cfg, _) in best.items()})
     for (kind, d), (cfg, ms) in best.items():
         emit(case="tile_sweep_best", pass_=kind, width=d, tiles=list(cfg), ms=ms, env=env)
     if a.tiles_env:

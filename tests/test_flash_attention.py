@@ -29,6 +29,23 @@ def _explicit(q, k, v, rate, key):
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
+@pytest.fixture
+def built(monkeypatch):
+    """A list that records every kernel built (passes through ``flash_kernels._call``) as
+    ``{"name", "grid", "warps", "stages", "out_shapes"}``."""
+    log = []
+    real_call = flash.kernels._call
+
+    def spy(kernel, grid, in_specs, out_specs, out_shape, interpret, name, warps, stages):
+        log.append(dict(name=name, grid=grid, warps=warps, stages=stages,
+                        out_shapes=[tuple(o.shape) for o in out_shape]))
+        return real_call(kernel, grid, in_specs, out_specs, out_shape, interpret, name, warps,
+                         stages)
+
+    monkeypatch.setattr(flash.kernels, "_call", spy)
+    return log
+
+
 @pytest.mark.parametrize("rate", [0.0, 0.3])
 @pytest.mark.parametrize("tq,tk,heads,d", [(100, 100, 2, 16), (70, 130, 1, 32), (100, 64, 1, 16),
                                            (90, 90, 2, 48), (40, 70, 1, 12)])
@@ -55,7 +72,7 @@ def test_flash_matches_the_explicit_route_with_the_same_masks(rate, tq, tk, head
 
 
 @pytest.mark.parametrize("fwd,bwd", [((32, 4, 2), (128, 4, 1)), ((128, 8, 3), (16, 2, 2))])
-def test_each_pass_takes_its_own_tiles(monkeypatch, fwd, bwd):
+def test_each_pass_takes_its_own_tiles(monkeypatch, built, fwd, bwd):
     """Forward and backward with different blocks (frames padded to both), set through
     JAXAUDIO_FLASH_TILES: the same output and gradients as the explicit route, and the tiles
     the kernels were built with are the ones asked for."""
@@ -63,15 +80,6 @@ def test_each_pass_takes_its_own_tiles(monkeypatch, fwd, bwd):
                                         f"bwd:32={'x'.join(map(str, bwd))}")
     assert flash.tiles(32, "fwd") == fwd and flash.tiles(32, "bwd") == bwd
     assert flash.tiles(64, "bwd") == flash.DEFAULT_TILES
-    built = {}
-    real_call = flash.kernels._call
-
-    def spy(kernel, grid, *args):
-        name, warps, stages = args[-3:]
-        built[name] = (grid, warps, stages)
-        return real_call(kernel, grid, *args)
-
-    monkeypatch.setattr(flash.kernels, "_call", spy)
     q, k, v, g = _qkv((2, 100, 1, 32), (2, 100, 1, 32), seed=3)
     key = jax.random.key(5)
     fl = lambda q, k, v: flash.flash_attention(q, k, v, rate=0.3, key=key, interpret=True)
@@ -84,8 +92,9 @@ def test_each_pass_takes_its_own_tiles(monkeypatch, fwd, bwd):
     for a, b in zip(grads, ref):
         np.testing.assert_allclose(a, b, rtol=2e-5, atol=5e-5)
     t = max(fwd[0], bwd[0])  # 100 frames padded to a multiple of both blocks
-    assert built["flash_attention_fwd"] == ((t // fwd[0], 2, 1), *fwd[1:])
-    assert built["flash_attention_bwd"] == ((2, 1, t // bwd[0]), *bwd[1:])
+    kernels = {b["name"]: (b["grid"], b["warps"], b["stages"]) for b in built}
+    assert kernels["flash_attention_fwd"] == ((t // fwd[0], 2, 1), *fwd[1:])
+    assert kernels["flash_attention_bwd"] == ((2, 1, t // bwd[0]), *bwd[1:])
 
 
 def test_head_chunks():
@@ -98,7 +107,7 @@ def test_head_chunks():
     assert flash.head_chunks(12, "pad") == (16,)
 
 
-def test_auto_takes_dq_partials_for_narrow_chunks_and_short_sequences_only(monkeypatch):
+def test_auto_takes_dq_partials_for_narrow_chunks_and_short_sequences_only(monkeypatch, built):
     monkeypatch.delenv(flash.DQ_ENV, raising=False)
     assert flash.dq_form((32,), 19) == "partials"  # 1200 frames in 64-frame blocks
     assert flash.dq_form((32, 16), 19) == "partials"  # the cascade's second stage, split
@@ -113,40 +122,24 @@ def test_auto_takes_dq_partials_for_narrow_chunks_and_short_sequences_only(monke
     # only) give a dQ buffer of 32 slots, then the recomputing form's plain dQ
     monkeypatch.delenv(flash.DQ_ENV)
     monkeypatch.setenv(flash.TILES_ENV, "fwd:16=16x1x1,bwd:16=16x1x1")
-    shapes = []
-    real_call = flash.kernels._call
-
-    def spy(kernel, grid, in_specs, out_specs, out_shape, *args):
-        if args[-3] == "flash_attention_bwd":
-            shapes.append(tuple(out_shape[0].shape))
-        return real_call(kernel, grid, in_specs, out_specs, out_shape, *args)
-
-    monkeypatch.setattr(flash.kernels, "_call", spy)
     for frames in (512, 528):
         q = jnp.zeros((1, frames, 1, 16))
         jax.eval_shape(jax.grad(lambda q: jnp.sum(flash.flash_attention(q, q, q, interpret=True))),
                        q)
-    assert shapes == [(32, 1, 512, 1, 16), (1, 528, 1, 16)]
+    dq_shapes = [b["out_shapes"][0] for b in built if b["name"] == "flash_attention_bwd"]
+    assert dq_shapes == [(32, 1, 512, 1, 16), (1, 528, 1, 16)]
 
 
 @pytest.mark.parametrize("width_form,dq_form", [("split", "recompute"), ("pad", "partials"),
                                                 ("pad", "recompute"), ("split", "partials")])
-def test_every_form_matches_the_explicit_route(monkeypatch, width_form, dq_form):
+def test_every_form_matches_the_explicit_route(monkeypatch, built, width_form, dq_form):
     """Each width form and dQ form at widths 48 and 32 with dropout: the explicit route's
     output and gradients, and the kernels take the chunks and the dQ buffer the forms name."""
     monkeypatch.setenv(flash.WIDTH_ENV, width_form)
     monkeypatch.setenv(flash.DQ_ENV, dq_form)
-    seen = []
-    real_call = flash.kernels._call
-
-    def spy(kernel, grid, in_specs, out_specs, out_shape, *args):
-        seen.append((args[-3], [tuple(o.shape) for o in out_shape]))
-        return real_call(kernel, grid, in_specs, out_specs, out_shape, *args)
-
-    monkeypatch.setattr(flash.kernels, "_call", spy)
     key = jax.random.key(11)
     for d in (48, 32):
-        seen.clear()
+        built.clear()
         q, k, v, g = _qkv((2, 90, 2, d), (2, 90, 2, d), seed=d)
         fl = lambda q, k, v: flash.flash_attention(q, k, v, rate=0.3, key=key, interpret=True)
         ex = lambda q, k, v: _explicit(q, k, v, 0.3, key)
@@ -159,8 +152,8 @@ def test_every_form_matches_the_explicit_route(monkeypatch, width_form, dq_form)
         for a, b in zip(grads, ref_grads):
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=5e-5)
         chunks = flash.head_chunks(d, width_form)
-        fwd_shapes, bwd_shapes = (dict(seen)[n] for n in ("flash_attention_fwd",
-                                                          "flash_attention_bwd"))
+        shapes = {b["name"]: b["out_shapes"] for b in built}
+        fwd_shapes, bwd_shapes = shapes["flash_attention_fwd"], shapes["flash_attention_bwd"]
         assert [s[-1] for s in fwd_shapes[:-1]] == list(chunks)  # one output per chunk
         dq_shapes = bwd_shapes[:len(chunks)]
         slots = 128 // 64  # 90 frames padded to 128: two key blocks of 64

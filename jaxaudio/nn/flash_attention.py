@@ -120,9 +120,9 @@ def _flash(qs, ks, vs, rk, static, interpret):
 
 
 def _forward(qs, ks, vs, rk, static, interpret):
-    rate, tk, dim, _ = static
+    rate, tk, dim, _, fwd_tiles, _ = static
     return kernels.forward(qs, ks, vs, rk, rate=rate, tk=tk, dim=dim, interpret=interpret,
-                           tiles=tiles(sum(q.shape[-1] for q in qs), "fwd"))
+                           tiles=fwd_tiles)
 
 
 def _flash_fwd(qs, ks, vs, rk, static, interpret):
@@ -132,10 +132,9 @@ def _flash_fwd(qs, ks, vs, rk, static, interpret):
 
 def _flash_bwd(static, interpret, res, dos):
     qs, ks, vs, rk, outs, lse = res
-    rate, tk, dim, dq_form = static
+    rate, tk, dim, dq_form, _, bwd_tiles = static
     dqs, dks, dvs = kernels.backward(qs, ks, vs, rk, outs, lse, dos, rate=rate, tk=tk, dim=dim,
-                                     tiles=tiles(sum(q.shape[-1] for q in qs), "bwd"),
-                                     dq_form=dq_form, interpret=interpret)
+                                     tiles=bwd_tiles, dq_form=dq_form, interpret=interpret)
     return dqs, dks, dvs, None
 
 
@@ -221,10 +220,11 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, rate: float = 0
         raise ValueError("flash_attention: rate > 0 needs the dropout key")
     rk = (row_keys(key, b, h, tq) if rate > 0.0 else jnp.zeros((b, h, tq), jnp.int32))
     chunks = head_chunks(d)
-    width = sum(chunks)  # the width the kernels run (and their tiles' key)
-    block = max(tiles(width, kind)[0] for kind in PASSES)  # powers of two: both divide it
+    fwd_tiles, bwd_tiles = (tiles(sum(chunks), kind) for kind in PASSES)  # keyed by the width
+    block = max(fwd_tiles[0], bwd_tiles[0])  # powers of two: both divide it
     t = -(-max(tq, tk) // block) * block
-    static = (float(rate), tk, d, dq_form(chunks, t // tiles(width, "bwd")[0]))
+    # everything the kernels are built from, resolved once (the switches are read here)
+    static = (float(rate), tk, d, dq_form(chunks, t // bwd_tiles[0]), fwd_tiles, bwd_tiles)
     offsets = [sum(chunks[:i]) for i in range(len(chunks))]
 
     def split(x):
