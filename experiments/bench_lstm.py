@@ -4,8 +4,9 @@ For ``[1200, B, 512]`` (the codec's LSTM at 16 s; B = 8 for a decode, 16 for the
 step's batched encode and the paired decode), two layers: forward and forward+backward times
 of the scan (``lstm_scan``, one product per step over a block matrix, unroll 8;
 ``scan_unroll8`` with each step's states behind an optimisation barrier, ``_fused`` without it,
-``_autodiff`` with JAX's gradient; ``_bf16_products`` with bfloat16 weights and products, as
-in a bf16 decode) and of the
+``_autodiff`` with JAX's gradient, all three with float32 operands; ``_fp16_products`` with
+float32 weights and float16 operands for the recurrent products, the default at TF32 on a GPU;
+``_bf16_products`` with bfloat16 weights and products, as in a bf16 decode) and of the
 persistent kernels (``lstm_persistent``: one launch per direction, the programs synchronised
 by a grid-wide barrier between steps) over block shapes and warp counts. Each is checked
 against the scan at ``highest`` precision (forward, and the gradient of ``sum(y * g)`` with
@@ -62,10 +63,12 @@ def main() -> None:
 
     for b in ((3,) if a.small else (8, 16)):
         x, g = normal(1, (t, b, h)), normal(2, (t, b, h))
-        loss = lambda fn: (lambda x: jnp.sum(fn(x) * g))
+        # g is an argument, not a constant of the program: XLA constant-folded the float16
+        # backward's max |g| for minutes when it was one
+        loss = lambda fn: (lambda x, g: jnp.sum(fn(x) * g))
         scan_hi = lambda x: lstm_scan(x, layers, "highest")
         y_hi = jax.jit(scan_hi)(x)
-        g_hi = jax.jit(jax.grad(loss(scan_hi)))(x)
+        g_hi = jax.jit(jax.grad(loss(scan_hi)))(x, g)
         kernel = lambda bu, bk, nw, ns: (lambda x: lstm_persistent(
             x, layers, None, interpret=interpret, block_units=bu, block_k=bk, num_warps=nw,
             num_stages=ns))
@@ -74,12 +77,17 @@ def main() -> None:
                 fn = kernel(*shapes[0])
                 emit(case="lstm_parity_highest", shape=[t, b, h], impl="persistent",
                      rel_fwd=rel(jax.jit(fn)(x), y_hi),
-                     rel_grad=rel(jax.jit(jax.grad(loss(fn)))(x), g_hi))
+                     rel_grad=rel(jax.jit(jax.grad(loss(fn)))(x, g), g_hi))
         if "timing" not in a.parts:
             continue
-        forms = {"scan_unroll8": lambda x: lstm_scan(x, layers, None, 8, "recompute", "barrier"),
-                 "scan_unroll8_fused": lambda x: lstm_scan(x, layers, None, 8, "recompute", "fused"),
-                 "scan_unroll8_autodiff": lambda x: lstm_scan(x, layers, None, 8, "autodiff"),
+        f32 = functools.partial(lstm_scan, products="float32")
+        f16 = functools.partial(lstm_scan, products="float16")
+        forms = {"scan_unroll8": lambda x: f32(x, layers, None, 8, "recompute", "barrier"),
+                 "scan_unroll8_fused": lambda x: f32(x, layers, None, 8, "recompute", "fused"),
+                 "scan_unroll8_autodiff": lambda x: f32(x, layers, None, 8, "autodiff"),
+                 # float32 weights, float16 operands for the recurrent products (TF32's mantissa)
+                 "scan_unroll8_fp16_products": lambda x: f16(x, layers, None, 8),
+                 "scan_unroll16_fp16_products": lambda x: f16(x, layers, None, 16),
                  # a bf16 decode's LSTM: bfloat16 weights and products, float32 states and sums
                  "scan_unroll8_bf16_products": lambda x: lstm_scan(x, layers_bf16, None, 8),
                  "scan_unroll16_bf16_products": lambda x: lstm_scan(x, layers_bf16, None, 16)}
@@ -93,8 +101,8 @@ def main() -> None:
             f = jax.jit(fn)
             fb = jax.jit(jax.grad(loss(fn)))
             emit(case="lstm_time", impl=name, shape=[t, b, h], forward_ms=timeit(f, x),
-                 forward_backward_ms=timeit(fb, x), rel_fwd_vs_highest=rel(f(x), y_hi),
-                 rel_grad_vs_highest=rel(fb(x), g_hi))
+                 forward_backward_ms=timeit(fb, x, g), rel_fwd_vs_highest=rel(f(x), y_hi),
+                 rel_grad_vs_highest=rel(fb(x, g), g_hi))
         if b == 8 and "breakdown" in a.parts:
             breakdown(kernel(*shapes[0]), x, g, emit, timeit, t, b, h)
 

@@ -127,8 +127,8 @@ def main() -> None:
 
     from jaxaudio.codecs import make_codec
     from jaxaudio.codecs.encodec.conv import conv_form
-    from jaxaudio.codecs.encodec.lstm import (lstm_grad_mode, lstm_step_form, resolve_lstm_impl,
-                                              scan_unroll)
+    from jaxaudio.codecs.encodec.lstm import (lstm_grad_mode, lstm_step_form, recurrent_products,
+                                              resolve_lstm_impl, scan_unroll)
     from jaxaudio.nn import flash_attention as flash
     from jaxaudio.nn.attention import record_routes
     from jaxaudio.runtime import env_choice
@@ -197,9 +197,12 @@ def main() -> None:
                       in sorted(collections.Counter(routes).items())},
         "lstm": resolve_lstm_impl("auto"),
         # the loss decode's scan: bf16 products under --codec_precision bf16, except in the raw
-        # step's paired decode, whose LSTM call (shared with the reference) stays float32
+        # step's paired decode, whose LSTM call (shared with the reference) stays float32;
+        # float32 weights' products take float16 operands at TF32 on a GPU (lstm_products)
+        "lstm_products": ("bfloat16" if a.codec_precision == "bf16" and a.semantics == "cached"
+                          else recurrent_products()),
         "lstm_unroll": scan_unroll(jnp.bfloat16 if a.codec_precision == "bf16"
-                                   and a.semantics == "cached" else jnp.float32),
+                                   and a.semantics == "cached" else recurrent_products()),
         "lstm_grad": lstm_grad_mode(),
         "lstm_step": lstm_step_form(),
         "codec_conv": conv_form(),

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 from jax.experimental import pallas as pl
 
-from jaxaudio.codecs.encodec.lstm import _cell  # the scan's cell, for the edge steps
+from jaxaudio.codecs.encodec.wavefront import _cell  # the scan's cell, for the edge steps
 
 BLOCK_UNITS = 16  # hidden units per program (x 4 gates); Triton dots need >= 16
 BLOCK_K = 64  # input rows per dot

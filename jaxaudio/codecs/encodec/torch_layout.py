@@ -205,11 +205,15 @@ def codec_from_arrays(
 ) -> EncodecCodec:
     """Build an :class:`EncodecCodec` from our ``{name: array}``, strictly, as every model is loaded."""
     try:
-        return from_torch_state_dict(
+        codec = from_torch_state_dict(
             lambda: EncodecCodec(config, lstm_impl=lstm_impl, precision=precision, rngs=nnx.Rngs(0)),
             arrays, source=f"{source} (EnCodec model {config.to_json()})")
     except StateDictError as e:
         raise EncodecWeightsError(str(e)) from None
+    for _, module in nnx.iter_graph(codec):
+        if isinstance(module, SLSTM):
+            module.check_float16_range()  # float16 recurrent products only for weights that fit
+    return codec
 
 
 # --- configuration from the shapes of a torch-layout state dict -------------------------------

@@ -1,0 +1,139 @@
+"""EnCodec's LSTM with float16 operands for its recurrent products (the GPU's default at TF32),
+on the CPU where they can be forced: their arithmetic against the float32 scan, the backward's
+cotangent scaling, the switch's resolution, the weights' range check, and parity on the
+EnCodec fixture."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from jaxaudio.codecs.encodec import encodec_from_state_dict
+from jaxaudio.codecs.encodec.lstm import (F16_MAX, PRODUCTS_ENV, SLSTM, lstm_scan,
+                                          recurrent_products, scan_unroll)
+from tests.fixtures import assert_grad_close, load_fixture
+
+
+def _layers(rng, n_layers, h, scale=0.3, h_in=None):
+    return [tuple(jnp.asarray(scale * rng.standard_normal(s), jnp.float32)
+                  for s in ((4 * h, (h_in or h) if l == 0 else h), (4 * h, h), (4 * h,), (4 * h,)))
+            for l in range(n_layers)]
+
+
+def _rel(a, b):
+    return float(jnp.linalg.norm(jnp.ravel(a - b)) / jnp.linalg.norm(jnp.ravel(b)))
+
+
+def _dot_operand_dtypes(fn, *args):
+    """The operand dtypes of every dot_general in ``fn``'s jaxpr, nested bodies included."""
+    found = set()
+
+    def walk(jx):
+        for eqn in jx.eqns:
+            if eqn.primitive.name == "dot_general":
+                found.add(tuple(str(v.aval.dtype) for v in eqn.invars))
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(jax.make_jaxpr(fn)(*args).jaxpr)
+    return found
+
+
+@pytest.mark.parametrize("scale", [1e-9, 1.0, 1e6])
+def test_float16_products_are_float32_products_to_tf32_round_off(scale):
+    """float16 operands keep TF32's 10 mantissa bits: forward and every gradient (input, weights,
+    biases) within 1e-3 of the float32 scan, whatever the cotangents' scale. Without the
+    backward's scaling, cotangents of 1e-9 underflow in float16 (the input's gradient is off by
+    100 %) and 1e6 ones overflow (NaN)."""
+    rng = np.random.default_rng(0)
+    layers = _layers(rng, 2, 32, 0.15, h_in=24)
+    x = jnp.asarray(rng.standard_normal((40, 3, 24)), jnp.float32)
+    ct = jnp.asarray(scale * rng.standard_normal((40, 3, 32)), jnp.float32)
+
+    def run(products):
+        def loss(x, ls):
+            y = lstm_scan(x, ls, "highest", 4, products=products)
+            return jnp.sum(y * ct), y
+        return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(x, layers)
+
+    ((_, y16), g16), ((_, y32), g32) = run("float16"), run("float32")
+    assert _rel(y16, y32) < 1e-3
+    for a, b in zip(jax.tree.leaves(g16), jax.tree.leaves(g32)):
+        assert a.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(a)))
+        assert _rel(a, b) < 1e-3, _rel(a, b)
+    # float16 really is what the recurrent products take (and float32 the input projection's)
+    dtypes = _dot_operand_dtypes(lambda x: lstm_scan(x, layers, None, 4, products="float16"), x)
+    assert ("float16", "float16") in dtypes and ("float32", "float32") in dtypes
+
+
+def test_float16_backward_on_zero_cotangents_is_zero():
+    rng = np.random.default_rng(1)
+    layers = _layers(rng, 2, 8)
+    x = jnp.asarray(rng.standard_normal((9, 2, 8)), jnp.float32)
+    g = jax.grad(lambda x: jnp.sum(lstm_scan(x, layers, None, 4, products="float16") * 0.0))(x)
+    assert bool(jnp.all(g == 0.0))
+
+
+def test_products_switch_resolution(monkeypatch):
+    """auto: float32 on the CPU; on a GPU float16 exactly where float32 products run at TF32;
+    a forced form wins; a bad value names the variable; autodiff keeps float32 and refuses a
+    forced float16 (its backward would meet unscaled cotangents)."""
+    monkeypatch.delenv(PRODUCTS_ENV, raising=False)
+    assert recurrent_products() == recurrent_products("highest") == "float32"  # CPU
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert recurrent_products() == recurrent_products("default") == "float16"
+    assert recurrent_products(jax.lax.Precision.DEFAULT) == "float16"
+    assert recurrent_products("tensorfloat32") == "float16"
+    for full in ("highest", "float32", "high", jax.lax.Precision.HIGHEST):
+        assert recurrent_products(full) == "float32"
+    with jax.default_matmul_precision("highest"):
+        assert recurrent_products() == "float32"
+    assert scan_unroll("float16") == 16 and scan_unroll("float32") == 8
+    monkeypatch.setenv(PRODUCTS_ENV, "float32")
+    assert recurrent_products() == "float32"
+    monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
+    monkeypatch.setenv(PRODUCTS_ENV, "float16")
+    assert recurrent_products() == "float16"
+    rng = np.random.default_rng(2)
+    layers = _layers(rng, 2, 8)
+    x = jnp.asarray(rng.standard_normal((5, 2, 8)), jnp.float32)
+    # the environment's float16 reaches the scan; autodiff falls back to float32 unless forced
+    assert ("float16", "float16") in _dot_operand_dtypes(lambda x: lstm_scan(x, layers, None, 2), x)
+    assert ("float16", "float16") not in _dot_operand_dtypes(
+        lambda x: lstm_scan(x, layers, None, 2, "autodiff"), x)
+    with pytest.raises(ValueError, match="recompute"):
+        lstm_scan(x, layers, None, 2, "autodiff", products="float16")
+    monkeypatch.setenv(PRODUCTS_ENV, "half")
+    with pytest.raises(ValueError, match=PRODUCTS_ENV):
+        recurrent_products()
+
+
+def test_slstm_keeps_float32_products_for_weights_outside_float16(monkeypatch):
+    monkeypatch.setenv(PRODUCTS_ENV, "float16")
+    lstm = SLSTM(8, rngs=nnx.Rngs(0))
+    x = jnp.ones((2, 5, 8), jnp.float32)
+    assert lstm.float16_range and lstm.check_float16_range()
+    assert ("float16", "float16") in _dot_operand_dtypes(lambda x: lstm(x), x)
+    lstm.weight_hh_l1[...] = lstm.weight_hh_l1[...].at[0, 0].set(2 * F16_MAX)
+    assert not lstm.check_float16_range()
+    assert ("float16", "float16") not in _dot_operand_dtypes(lambda x: lstm(x), x)
+    assert bool(jnp.all(jnp.isfinite(lstm(x))))
+
+
+def test_fixture_decode_with_float16_products(monkeypatch):
+    """The EnCodec fixture (the encodec package's decoder, float64 references) decoded with
+    float16 recurrent products: the audio within 1e-3 relative (TF32's scale; float32 products
+    meet 1e-4) and the latent's gradient within the fixtures' gradient tolerance."""
+    fx = load_fixture("encodec_seanet")
+    codec = encodec_from_state_dict(fx.group("param"), source="encodec_seanet.npz")
+    lstms = [m for _, m in nnx.iter_graph(codec) if isinstance(m, SLSTM)]
+    assert lstms and all(m.float16_range for m in lstms)  # set from the loaded weights
+    monkeypatch.setenv(PRODUCTS_ENV, "float16")
+    z, r = jnp.asarray(fx["in/latent"]), jnp.asarray(fx["in/R"])
+    dec = jax.jit(lambda z: codec.decode(z))(z)
+    ref = np.asarray(fx["out/decoded_latent"])
+    assert _rel(dec, ref) < 1e-3
+    grad = jax.jit(jax.grad(lambda z: jnp.sum(codec.decode(z) * r)))(z)
+    assert_grad_close(grad, fx["grad/latent"], "grad/latent (float16 products)")
+    assert ("float16", "float16") in _dot_operand_dtypes(lambda z: codec.decode(z), z)
