@@ -67,6 +67,43 @@ def test_float16_products_are_float32_products_to_tf32_round_off(scale):
     assert ("float16", "float16") in dtypes and ("float32", "float32") in dtypes
 
 
+def test_float16_backward_scales_each_clip_on_its_own():
+    """Clips whose cotangents differ by 1e15 in one batch: each keeps its gradient, since each
+    is scaled by its own power of two (one scale for the batch underflows the quiet clip's)."""
+    rng = np.random.default_rng(4)
+    layers = _layers(rng, 2, 16, 0.2)
+    x = jnp.asarray(rng.standard_normal((20, 2, 16)), jnp.float32)
+    ct = jnp.asarray(rng.standard_normal((20, 2, 16)), jnp.float32) * jnp.asarray([1e-9, 1e6])[:, None]
+
+    def run(products):
+        return jax.vjp(lambda x: lstm_scan(x, layers, "highest", 4, products=products), x)[1](ct)[0]
+
+    g16, g32 = run("float16"), run("float32")
+    for b in range(2):
+        assert _rel(g16[:, b], g32[:, b]) < 1e-3, (b, _rel(g16[:, b], g32[:, b]))
+
+
+def test_float16_backward_needs_no_collective_on_a_sharded_batch():
+    """The input's gradient under a 4-device mesh, batch sharded: the scaling adds no reduction
+    across devices (a scale over the whole batch would be an all-reduce)."""
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    mesh = jax.make_mesh((4,), ("data",))
+    rng = np.random.default_rng(5)
+    layers = _layers(rng, 2, 8)
+    x, ct = (jnp.asarray(rng.standard_normal((10, 8, 8)), jnp.float32) for _ in range(2))
+
+    def dx(x, ct, layers):
+        return jax.vjp(lambda x: lstm_scan(x, layers, None, 2, products="float16"), x)[1](ct)[0]
+
+    batch = NamedSharding(mesh, PartitionSpec(None, "data", None))
+    f = jax.jit(dx, in_shardings=(batch, batch, NamedSharding(mesh, PartitionSpec())),
+                out_shardings=batch)
+    hlo = f.lower(x, ct, layers).compile().as_text()
+    assert "all-reduce" not in hlo and "all-gather" not in hlo
+    np.testing.assert_allclose(f(x, ct, layers), jax.jit(dx)(x, ct, layers), rtol=1e-6, atol=1e-7)
+
+
 def test_float16_backward_on_zero_cotangents_is_zero():
     rng = np.random.default_rng(1)
     layers = _layers(rng, 2, 8)

@@ -24,6 +24,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from jaxaudio.codecs.base import FrozenWeight
@@ -136,8 +137,8 @@ class SLSTM(nnx.Module):
         self.dimension, self.num_layers, self.skip = dimension, num_layers, skip
         self.impl, self.precision = impl, precision
         bound = 1.0 / math.sqrt(dimension)  # torch's LSTM init: U(+-1/sqrt(hidden))
-        # whether the recurrent weights fit float16 (float16 products, see the module doc);
-        # loading weights sets it from their values (check_float16_range)
+        # whether the recurrent weights fit float16 (float16 products, see
+        # jaxaudio.codecs.encodec.wavefront); loading weights sets it (check_float16_range)
         self.float16_range = bound < F16_MAX
         for layer in range(num_layers):
             for name, shape in (
@@ -158,8 +159,6 @@ class SLSTM(nnx.Module):
         """Sets and returns ``float16_range`` from the weights' values (concrete arrays): whether
         every recurrent weight (``weight_hh``, and ``weight_ih`` past the first layer) lies
         inside float16's finite range. Weights outside it keep float32 products."""
-        import numpy as np
-
         recurrent = [w_hh for _, w_hh, _, _ in self.layer_weights()]
         recurrent += [w_ih for w_ih, _, _, _ in self.layer_weights()[1:]]
         self.float16_range = all(float(np.max(np.abs(np.asarray(w)))) < F16_MAX for w in recurrent)

@@ -23,10 +23,11 @@ product reads its whole weight matrix): on an H200 the LSTM's forward+backward w
 to 15.4 ms, with the same error against full float32 (experiments/README.md). The states
 ``h`` lie in (-1, 1). The weights are the codec's: :class:`~jaxaudio.codecs.encodec.lstm.SLSTM` keeps float32 products for
 weights outside float16's range (``float16_range``, checked when weights are loaded). The
-backward scales its cotangents by a power of two so that their largest lies in [0.5, 1)
-before they meet float16 (exact in float32, undone after the reverse scan); a cotangent
-growing 65504-fold through the reverse recurrence would overflow, and the train step's
-non-finite guard would skip that step. The input projection, the states, the cell and every
+backward scales each clip's cotangents by a power of two so that their largest lies in
+[0.5, 1) before they meet float16 (exact in float32, undone after the reverse scan; per clip,
+so a batch sharded over devices needs no reduction across them); a cotangent growing
+65504-fold through the reverse recurrence would overflow, and the train step's non-finite
+guard would skip that step. The input projection, the states, the cell and every
 sum stay float32. Under ``highest``, and on the CPU, the products stay float32.
 
 Each forward step ends at an optimisation barrier on its states (``JAXAUDIO_LSTM_STEP=barrier``,
@@ -254,10 +255,12 @@ def _scan_bwd(precision, form, res, dys):
     one product ``[S*B, L*H] x [L*H, L*4H]`` (not saved by the forward), then one reverse scan
     whose step is the cell's backward and one product with ``W^T``.
 
-    With float16 operands the recurrence runs on cotangents scaled by ``2^-e``, ``e`` the
-    binary exponent of ``max |dys|`` (so the largest lies in [0.5, 1)): the recurrence is
-    linear in them, the scaling is exact in float32, and the gate gradients are scaled back
-    by ``2^e`` after the scan."""
+    With float16 operands the recurrence runs on cotangents scaled per clip by ``2^-e_b``,
+    ``e_b`` the binary exponent of clip ``b``'s ``max |dys|`` (so its largest lies in
+    [0.5, 1)): clips do not interact and the recurrence is linear in the cotangents, the
+    scaling is exact in float32, and the products over the scaled gate gradients are scaled
+    back after the scan. Per clip, not over the batch: a batch sharded over devices needs no
+    reduction across them."""
     unroll, _, operands = form
     x, layers, hs, cs = res
     n_layers = len(layers)
@@ -277,10 +280,10 @@ def _scan_bwd(precision, form, res, dys):
     active = (jnp.arange(steps)[:, None] >= jnp.arange(n_layers)[None, :])[:, None, :, None]
     dys = dys.astype(dtype)
     scaled = jnp.dtype(operands) == jnp.float16
-    if scaled:
-        _, e = jnp.frexp(jnp.max(jnp.abs(dys)))  # 0 for all-zero or non-finite cotangents
+    if scaled:  # e [B]: 0 for a clip whose cotangents are all zero or not finite
+        _, e = jnp.frexp(jnp.max(jnp.abs(dys), axis=(0, 2)))
         e = jnp.where(jnp.isfinite(e), e, 0)
-        dys = jnp.ldexp(dys, -e)
+        dys = jnp.ldexp(dys, -e[None, :, None])
     dy = jnp.zeros((steps, bsz, n_layers, hidden), dtype)
     dy = dy.at[n_layers - 1 :, :, -1].set(dys)
     w_t = w_big.T
@@ -303,17 +306,20 @@ def _scan_bwd(precision, form, res, dys):
     carry = (jnp.zeros((bsz, n_layers, hidden), dtype),) * 2
     _, (dz0, dz_deep) = jax.lax.scan(step, carry, (dy, z, c_prev, cs, active), reverse=True,
                                      unroll=unroll)
-    unscale = (lambda a: jnp.ldexp(a, e)) if scaled else (lambda a: a)  # undo 2^-e: exact
+    # undo 2^-e_b (exact) on the smaller side of each product: the input's gradient after its
+    # product, the weights' through the states (or input) they multiply, the biases' as weights
+    back = (lambda a: jnp.ldexp(a, e.reshape((1, -1) + (1,) * (a.ndim - 2)))) if scaled else (
+        lambda a: a)
     t = x.shape[0]
     w_ih0 = layers[0][0]
-    dx = unscale(_prod("tbg,gi->tbi", dz0[:t], w_ih0, precision)).astype(x.dtype)
+    dx = back(_prod("tbg,gi->tbi", dz0[:t], w_ih0, precision)).astype(x.dtype)
     grads = []
     for l, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
         dz_l = dz0 if l == 0 else dz_deep[:, :, l - 1]
-        d_ih = (jnp.einsum("tbg,tbi->gi", dz0[:t], x, precision=precision) if l == 0 else
-                jnp.einsum("sbg,sbh->gh", dz_l, u[:, :, l - 1], precision=precision))
-        d_hh = jnp.einsum("sbg,sbh->gh", dz_l, u[:, :, l], precision=precision)
-        d_ih, d_hh, db = unscale(d_ih), unscale(d_hh), unscale(dz_l.sum(axis=(0, 1)))
+        d_ih = (jnp.einsum("tbg,tbi->gi", dz0[:t], back(x), precision=precision) if l == 0 else
+                jnp.einsum("sbg,sbh->gh", dz_l, back(u[:, :, l - 1]), precision=precision))
+        d_hh = jnp.einsum("sbg,sbh->gh", dz_l, back(u[:, :, l]), precision=precision)
+        db = back(dz_l.sum(axis=0)[None]).sum(axis=(0, 1)) if scaled else dz_l.sum(axis=(0, 1))
         grads.append((d_ih.astype(w_ih.dtype), d_hh.astype(w_hh.dtype), db.astype(b_ih.dtype),
                       db.astype(b_hh.dtype)))
     return dx, tuple(grads)
