@@ -184,8 +184,9 @@ def _block_matrix(layers, operands):
 
 
 def _prod(eq, a, w, precision):
-    """``einsum(eq, a, w)`` with ``a`` in ``w``'s dtype, summed in float32: bfloat16 weights
-    make bfloat16 products of the float32 states (a bf16 decode); float32 ones change nothing."""
+    """``einsum(eq, a, w)`` with ``a`` in ``w``'s dtype, summed in float32: bfloat16 or float16
+    weights make products of the float32 states rounded to that dtype (a bf16 decode; float16
+    operands at TF32); float32 ones change nothing."""
     return jnp.einsum(eq, a.astype(w.dtype), w, precision=precision,
                       preferred_element_type=jnp.float32)
 
