@@ -187,6 +187,11 @@ def main() -> None:
         lowered = steps.train_step.lower(state, batch, codec_state, alpha, index)
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t_compile
+    # the loss decode's scan: bf16 products under --codec_precision bf16, except in the raw
+    # step's paired decode, whose LSTM call (shared with the reference) stays float32; float32
+    # weights' products take float16 operands at TF32 on a GPU
+    lstm_products = ("bfloat16" if a.codec_precision == "bf16" and a.semantics == "cached"
+                     else recurrent_products())
     record = {
         "case": "train_step_headline" + ("_small" if a.small else ""),
         "semantics": a.semantics, "variant": a.variant, "device": devices[0].device_kind, "devices": len(devices),
@@ -196,13 +201,8 @@ def main() -> None:
         "attention": {f"width {d} {dt} x{n}": route for (dt, d, route), n
                       in sorted(collections.Counter(routes).items())},
         "lstm": resolve_lstm_impl("auto"),
-        # the loss decode's scan: bf16 products under --codec_precision bf16, except in the raw
-        # step's paired decode, whose LSTM call (shared with the reference) stays float32;
-        # float32 weights' products take float16 operands at TF32 on a GPU (lstm_products)
-        "lstm_products": ("bfloat16" if a.codec_precision == "bf16" and a.semantics == "cached"
-                          else recurrent_products()),
-        "lstm_unroll": scan_unroll(jnp.bfloat16 if a.codec_precision == "bf16"
-                                   and a.semantics == "cached" else recurrent_products()),
+        "lstm_products": lstm_products,
+        "lstm_unroll": scan_unroll(lstm_products),
         "lstm_grad": lstm_grad_mode(),
         "lstm_step": lstm_step_form(),
         "codec_conv": conv_form(),

@@ -9,18 +9,9 @@ import pytest
 from flax import nnx
 
 from jaxaudio.codecs.encodec import random_encodec
+from tests.jaxprs import eqns as _eqns
 
 rel = lambda a, b: float(jnp.linalg.norm((a - b).ravel()) / jnp.linalg.norm(b.ravel()))
-
-
-def _eqns(jaxpr):
-    """Every equation of a jaxpr and of the jaxprs inside it (scan bodies, custom VJPs)."""
-    from jax.extend.core import jaxprs_in_params
-
-    for eqn in jaxpr.eqns:
-        yield eqn
-        for sub in jaxprs_in_params(eqn.params):
-            yield from _eqns(sub)
 
 
 @pytest.fixture(scope="module")

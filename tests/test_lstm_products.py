@@ -13,6 +13,7 @@ from jaxaudio.codecs.encodec import encodec_from_state_dict
 from jaxaudio.codecs.encodec.lstm import (F16_MAX, PRODUCTS_ENV, SLSTM, lstm_scan,
                                           recurrent_products, scan_unroll)
 from tests.fixtures import assert_grad_close, assert_output_close, load_fixture
+from tests.jaxprs import eqns
 
 
 def _layers(rng, n_layers, h, scale=0.3, h_in=None):
@@ -27,17 +28,8 @@ def _rel(a, b):
 
 def _dot_operand_dtypes(fn, *args):
     """The operand dtypes of every dot_general in ``fn``'s jaxpr, nested bodies included."""
-    found = set()
-
-    def walk(jx):
-        for eqn in jx.eqns:
-            if eqn.primitive.name == "dot_general":
-                found.add(tuple(str(v.aval.dtype) for v in eqn.invars))
-            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-                walk(sub)
-
-    walk(jax.make_jaxpr(fn)(*args).jaxpr)
-    return found
+    return {tuple(str(v.aval.dtype) for v in e.invars)
+            for e in eqns(jax.make_jaxpr(fn)(*args).jaxpr) if e.primitive.name == "dot_general"}
 
 
 @pytest.mark.parametrize("scale", [1e-9, 1.0, 1e6])

@@ -159,8 +159,8 @@ class SLSTM(nnx.Module):
         """Sets and returns ``float16_range`` from the weights' values (concrete arrays): whether
         every recurrent weight (``weight_hh``, and ``weight_ih`` past the first layer) lies
         inside float16's finite range. Weights outside it keep float32 products."""
-        recurrent = [w_hh for _, w_hh, _, _ in self.layer_weights()]
-        recurrent += [w_ih for w_ih, _, _, _ in self.layer_weights()[1:]]
+        layers = self.layer_weights()
+        recurrent = [w_hh for _, w_hh, _, _ in layers] + [w_ih for w_ih, _, _, _ in layers[1:]]
         self.float16_range = all(float(np.max(np.abs(np.asarray(w)))) < F16_MAX for w in recurrent)
         return self.float16_range
 
