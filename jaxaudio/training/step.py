@@ -83,10 +83,37 @@ class Steps:
         self.train_step = jax.jit(self._train_step, donate_argnums=(0,),
                                   in_shardings=(rep, data, rep, rep, rep),
                                   out_shardings=(rep, rep))
+        self._leaf_steps: dict[tuple, Any] = {}
         self.eval_step = jax.jit(self._eval_step, in_shardings=(rep, data, rep),
                                  out_shardings=rep)
         self.predict = jax.jit(self._predict, in_shardings=(rep, data, rep),
                                out_shardings=data)
+
+    def leaf_step(self, state_def, codec_def):
+        """:attr:`train_step` over flat lists of leaves, the state's (``state_def``, its
+        treedef) and the frozen codec's (``codec_def``): ``(leaves, batch, codec_leaves, alpha,
+        batch_index) -> (new leaves, metrics)``, the state's leaves donated. The same program;
+        what differs is the host's work per call. The trainer's loop keeps the state as leaves,
+        because flattening and rebuilding its hundreds of ``nnx.Variable`` nodes in Python
+        each step costs milliseconds (``experiments/README.md``), which delays the dispatch."""
+        key = (state_def, codec_def)
+        if key not in self._leaf_steps:
+            def step(leaves, batch, codec_leaves, alpha, batch_index):
+                new, metrics = self._train_step(state_def.unflatten(leaves), batch,
+                                                codec_def.unflatten(codec_leaves), alpha,
+                                                batch_index)
+                new_leaves, new_def = jax.tree.flatten(new)
+                if new_def != state_def:
+                    raise ValueError(f"train step: the new state's structure {new_def} "
+                                     f"differs from the state's {state_def}")
+                return new_leaves, metrics
+
+            step.__name__ = "_train_step"  # the same program name as train_step's
+            rep = self.replicated
+            self._leaf_steps[key] = jax.jit(step, donate_argnums=(0,),
+                                            in_shardings=(rep, self.batch_sharding, rep, rep, rep),
+                                            out_shardings=(rep, rep))
+        return self._leaf_steps[key]
 
     # --- pieces -------------------------------------------------------------------------
 

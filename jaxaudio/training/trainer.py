@@ -31,7 +31,7 @@ from jaxaudio.training.metrics import MetricAccumulator, make_tracker, write_met
 from jaxaudio.training.setup import (build_codec, build_data, build_discriminator, build_mesh,
                                      build_model, ensure_builtin_dataset, make_to_global,
                                      replicate)
-from jaxaudio.training.state import init_state, learning_rate, with_learning_rate
+from jaxaudio.training.state import TrainState, init_state, learning_rate, with_learning_rate
 from jaxaudio.training.step import BATCH_KEYS, Steps
 from jaxaudio.training.utils import (ReduceLROnPlateau, StopFlag, count_params,
                                      epoch_learning_rate, make_plateau)
@@ -66,6 +66,7 @@ class Run:
         self.data = build_data(cfg, self.codec, self.mesh)
         codec_graphdef, codec_state = nnx.split(self.codec)
         self.codec_state = replicate(codec_state, self.mesh)
+        self._codec_leaves, self._codec_def = jax.tree.flatten(self.codec_state)
         model = build_model(cfg)
         disc = build_discriminator(cfg)
         state, statics = init_state(cfg, model, disc)
@@ -95,6 +96,24 @@ class Run:
         self.tracker = make_tracker(not cfg.no_mlflow, cfg.mlflow_uri,
                                     run_name=self._run_name(), run_id=self.run_id)
         self.run_id = getattr(self.tracker, "run_id", None)
+
+    @property
+    def state(self) -> TrainState:
+        """The train state. The loop keeps it as a list of leaves (:meth:`Steps.leaf_step`);
+        it is rebuilt here, once, when something else needs it."""
+        if self._state is None:
+            self._state = self._state_def.unflatten(self._leaves)
+        return self._state
+
+    @state.setter
+    def state(self, value: TrainState) -> None:
+        self._state, self._leaves = value, None
+        self._state_def = jax.tree.structure(value)
+
+    def _state_leaves(self) -> list:
+        if self._leaves is None:
+            self._leaves = self._state_def.flatten_up_to(self._state)
+        return self._leaves
 
     def _run_name(self) -> str:
         c = self.cfg
@@ -166,14 +185,16 @@ class Run:
                    desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not self.main,
                    dynamic_ncols=True)
         pending = None  # (step number, metrics) of the step before this one
+        train_step = steps.leaf_step(self._state_def, self._codec_def)
         t0, n_steps = time.perf_counter(), 0
         limit = cfg.stop_after_steps
         with it, bar:
             for batch in it:
                 step_no = self.state_step_hint + n_steps
                 batch_index = jnp.asarray(self.start_batch + n_steps, jnp.int32)
-                self.state, m = steps.train_step(self.state, self.train_to_global(batch),
-                                                 self.codec_state, alpha, batch_index)
+                self._leaves, m = train_step(self._state_leaves(), self.train_to_global(batch),
+                                             self._codec_leaves, alpha, batch_index)
+                self._state = None  # its arrays were donated to the step
                 acc.add(m)
                 n_steps += 1
                 if pending is not None:
