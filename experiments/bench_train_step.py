@@ -16,7 +16,9 @@ latents, cascade of 2 stages with 6 layers and 8 heads, masking creative agent, 
 original's work; `jaxaudio` times jaxaudio's training defaults (the stable GAN also encodes a
 real mixture and takes an R1 gradient every step), a cost reported on its own.
 
-Prints (and appends to `--out`) one JSON line: median step time, samples per second, compile
+Prints (and appends to `--out`) one JSON line: median step time (each step waited for before
+the next is dispatched) and samples per second, the same pipelined as `jaxaudio.train` runs
+(each step dispatched before the previous one's metrics are read; `pipelined_*`), compile
 time, the step's device memory (XLA's buffer assignment), the allocator's peak (clean only when
 the step was loaded from `--compilation_cache_dir` rather than compiled and autotuned here),
 the step's FLOPs (XLA's cost analysis of the compiled step, plus cuDNN attention calls, which
@@ -98,6 +100,11 @@ def main() -> None:
                    help="the train step's loss decode (jaxaudio.train's --codec_precision)")
     p.add_argument("--matmul_precision", choices=("default", "highest"), default="default",
                    help="jax_default_matmul_precision: 'default' lets XLA use TF32 on GPU")
+    p.add_argument("--call", choices=("leaves", "tree"), default=os.environ.get("BENCH_CALL", "leaves"),
+                   help="leaves: the step over the state's leaves, as jaxaudio.train calls it "
+                        "(Steps.leaf_step); tree: Steps.train_step on the TrainState, whose "
+                        "nnx.Variable nodes are flattened and rebuilt in Python at every call "
+                        "(default: $BENCH_CALL, else leaves)")
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--small", action="store_true", help="tiny sizes for a CPU check")
@@ -184,7 +191,13 @@ def main() -> None:
 
     t_compile = time.perf_counter()
     with record_routes() as routes:  # each attention call as traced: q's dtype, width, route
-        lowered = steps.train_step.lower(state, batch, codec_state, alpha, index)
+        if a.call == "leaves":  # as jaxaudio.train calls it
+            state, state_def = jax.tree.flatten(state)
+            codec_state, codec_def = jax.tree.flatten(codec_state)
+            step_fn = steps.leaf_step(state_def, codec_def)
+        else:
+            step_fn = steps.train_step
+        lowered = step_fn.lower(state, batch, codec_state, alpha, index)
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t_compile
     # the loss decode's scan: bf16 products under --codec_precision bf16, except in the raw
@@ -194,7 +207,7 @@ def main() -> None:
                      else recurrent_products())
     record = {
         "case": "train_step_headline" + ("_small" if a.small else ""),
-        "semantics": a.semantics, "variant": a.variant, "device": devices[0].device_kind, "devices": len(devices),
+        "semantics": a.semantics, "variant": a.variant, "call": a.call, "device": devices[0].device_kind, "devices": len(devices),
         "batch_per_device": a.batch_per_device, "global_batch": b, "clip_seconds": a.clip_seconds,
         "frames": t, "precision": a.precision, "codec_precision": a.codec_precision,
         "matmul_precision": a.matmul_precision,
@@ -243,6 +256,17 @@ def main() -> None:
         if i >= a.warmup:
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
+    # As jaxaudio.train runs its steps: each one dispatched before the previous step's metrics
+    # are read, so the host's work for a step overlaps the GPU's work on the one before.
+    pending = None
+    t0 = time.perf_counter()
+    for _ in range(a.steps):
+        state, metrics = compiled(state, batch, codec_state, alpha, index)
+        if pending is not None:
+            float(pending["loss"]), float(pending["count_skipped_steps"])
+        pending = metrics
+    jax.block_until_ready((state, metrics))
+    pipelined = (time.perf_counter() - t0) / a.steps
     if a.profile_dir:
         Path(a.profile_dir).mkdir(parents=True, exist_ok=True)
         (Path(a.profile_dir) / "hlo.txt").write_text(compiled.as_text())  # ops -> source lines
@@ -260,6 +284,8 @@ def main() -> None:
     record.update({
         "median_step_s": round(med, 5), "min_step_s": round(min(times), 5),
         "samples_per_second": round(b / med, 2),
+        "pipelined_step_s": round(pipelined, 5),
+        "pipelined_samples_per_second": round(b / pipelined, 2),
         "step_memory_gib": None if step_gib is None else round(step_gib, 2),
         "allocator_peak_gib": None if peak is None else round(peak, 2),
         "step_tflop_per_device": fin(flops / 1e12),

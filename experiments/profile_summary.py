@@ -91,6 +91,48 @@ def _op_key(event: dict, sources: dict) -> str:
     return args.get("hlo_op", "") or event.get("name", "")
 
 
+def idle_time(events: list, gpu: set, sources: dict, top_n: int = 25) -> dict:
+    """Where the GPU waits inside the traced steps: the time between the union of its kernels'
+    (and copies') intervals, per step, bucketed by gap length, and summed per source line of the
+    kernel that ends each wait (what the GPU was waiting to be given). Steps start at each
+    occurrence of the trace's first kernel's op."""
+    ev = sorted((e for e in events if e.get("ph") == "X" and e.get("pid") in gpu and "dur" in e),
+                key=lambda e: float(e["ts"]))
+    if not ev:
+        return {}
+    op = lambda e: _op_key(e, sources)
+    first = op(ev[0])
+    starts = [float(e["ts"]) for e in ev if op(e) == first]
+    buckets = [3, 10, 30, 100, 1000, float("inf")]
+    by_bucket = collections.Counter()
+    by_next, by_pair = collections.Counter(), collections.Counter()
+    idle_steps, spans = [0.0] * len(starts), [0.0] * len(starts)
+    end, prev, step = float(ev[0]["ts"]), ev[0], 0
+    for e in ev:
+        ts = float(e["ts"])
+        while step + 1 < len(starts) and ts >= starts[step + 1]:
+            step += 1
+            end = max(end, starts[step])  # the wait between steps is not counted
+        gap = ts - end
+        if gap > 0:
+            idle_steps[step] += gap
+            label = next(f"<{b} us" if b != float("inf") else ">1000 us" for b in buckets if gap < b)
+            by_bucket[label] += gap
+            nxt = sources.get(op(e), ("?:?", ""))[0]
+            by_next[nxt] += gap
+            by_pair[f"{prev.get('name', '?')[:60]} -> {e.get('name', '?')[:60]}"] += gap
+        end = max(end, ts + float(e["dur"]))
+        prev = e
+        spans[step] = end - starts[step]
+    n = len(starts)
+    ms = lambda c: [[k, round(v / 1e3 / n, 3)] for k, v in c.most_common(top_n)]
+    return {"steps": n, "step_span_ms": [round(s / 1e3, 3) for s in spans],
+            "idle_ms": [round(s / 1e3, 3) for s in idle_steps],
+            "idle_ms_per_step_by_gap": ms(by_bucket),
+            "idle_ms_per_step_by_next_line": ms(by_next),
+            "idle_ms_per_step_by_kernel_pair": ms(by_pair)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("trace_dir")
@@ -132,6 +174,7 @@ def main() -> None:
         "by_kernel_ms": top(by_kernel, 30),
         # library kernels inside XLA's command buffers carry the buffer's name, not their op's
         "unmapped_kernels_ms": top(unmapped, 25),
+        "idle": idle_time(events, gpu, sources),
         "sample_events": [e for e in events if e.get("ph") == "X" and e.get("pid") in gpu][:15],
     }
     text = json.dumps(summary, indent=1)
