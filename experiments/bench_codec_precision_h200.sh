@@ -22,12 +22,14 @@ lstm_part || say "lstm FAILED rc=$?"
 CASES=${CASES:-cached:bf16:fp32 cached:bf16:bf16 cached:fp32:bf16}
 read -ra runs <<< "$CASES"
 frac=$(python3 -c "print(min(0.3, 0.9 / ${#runs[@]}))")
-# a case's environment: NAME=VALUE entries, and XLA+=FLAG entries appended to XLA_FLAGS
+# a case's environment in envs: NAME=VALUE entries, XLA+=FLAG entries appended to XLA_FLAGS,
+# and (a second argument, for compiles side by side) the GPU memory fraction
 case_env() { local x extra=""; envs=(); IFS=: read -ra parts <<< "$1"
   for x in "${parts[@]}"; do
     if [[ $x == XLA+=* ]]; then extra+=" ${x#XLA+=}"; elif [[ -n $x ]]; then envs+=("$x"); fi
   done
-  [[ -n $extra ]] && envs+=("XLA_FLAGS=${XLA_FLAGS:-}$extra"); envs+=(XLA_PYTHON_CLIENT_MEM_FRACTION=$frac); }
+  [[ -n $extra ]] && envs+=("XLA_FLAGS=${XLA_FLAGS:-}$extra")
+  [[ -n ${2:-} ]] && envs+=("XLA_PYTHON_CLIENT_MEM_FRACTION=$2"); return 0; }
 # SHARE_AUTOTUNE=1: the first case compiles alone and every case reuses its autotuning results
 # (XLA's per-fusion autotune cache), so the cases run the same kernels where their fusions agree
 # and the compiles side by side do not autotune on a shared GPU
@@ -35,7 +37,7 @@ if [[ ${SHARE_AUTOTUNE:-0} == 1 ]]; then
   rm -rf /tmp/autotune_shared; mkdir -p /tmp/autotune_shared
   export XLA_FLAGS="${XLA_FLAGS:-} --xla_gpu_per_fusion_autotune_cache_dir=/tmp/autotune_shared"
 fi
-compile() { IFS=: read -r s p q e <<< "$1"; case_env "$e"
+compile() { IFS=: read -r s p q e <<< "$1"; case_env "$e" "$frac"
   env "${envs[@]}" timeout 300 $B --compile_only --semantics $s --precision $p \
     --codec_precision $q >> "$L" 2>&1; }
 rest=("${runs[@]}")
@@ -50,7 +52,7 @@ for x in "${runs[@]}"; do IFS=: read -r s p q e <<< "$x"
   say "warm $x"
   on=0; [[ ${PROFILE:-1} == 1 || ( ${PROFILE:-1} == first && $x == "${runs[0]}" ) ]] && on=1
   prof=(); [[ $on == 1 ]] && prof=(--profile_dir /tmp/trace_$n)
-  case_env "$e"; envs=("${envs[@]:0:${#envs[@]}-1}")  # timed with the whole GPU
+  case_env "$e"  # timed with the whole GPU
   env "${envs[@]}" timeout 150 $B --semantics $s --precision $p --codec_precision $q "${prof[@]}" >> "$L" 2>&1 \
     || say "FAILED rc=$? $x"
   if [[ $on == 1 ]]; then

@@ -2,17 +2,18 @@
 # The train step's throughput as `python -m jaxaudio.train` reaches it (the loader, the host's
 # dispatch and the pipelined steps included): the original's headline configuration
 # (headline.sh, with the original's GAN, masks and cascade update as bench_train_step.py's
-# `--variant original`) on a synthetic dataset of $PAIRS pairs of $CLIP_S s and a random-weight
-# EnCodec, for $EPOCHS epochs. Each epoch's `samples_per_second` (metrics.jsonl) times its
-# train loop alone; the first epoch's includes the step's compile.
+# `--variant original`) on a synthetic dataset of $PAIRS pairs (660) of $CLIP_S s (16; 74 steps
+# an epoch at batch 8) and a random-weight EnCodec, for $EPOCHS epochs (3). Each epoch's
+# `samples_per_second` (metrics.jsonl) times its train loop alone; the first epoch's includes
+# the step's compile.
 # Results: $OUT/{metrics.jsonl,train.log}
-#   OUT=/tmp/tp bash experiments/train_throughput.sh --precision bf16
+#   OUT=/tmp/tp bash experiments/train_throughput.sh --precision bf16   # [--use_cache false]
 #   OUT=/tmp/tp PAIRS=12 CLIP_S=4 EPOCHS=2 bash experiments/train_throughput.sh --num_layers 1  # CPU check
 set -euo pipefail
 O=${OUT:-/tmp/train_throughput}; W=${WORK:-/tmp/train_throughput_work}
 PY=${PY:-python3}
 mkdir -p "$O"; rm -rf "$W"; mkdir -p "$W"
-$PY - "$W" "${PAIRS:-330}" "${CLIP_S:-16}" <<'PYEOF'
+$PY - "$W" "${PAIRS:-660}" "${CLIP_S:-16}" <<'PYEOF'
 import sys
 from jaxaudio.codecs import make_codec
 from jaxaudio.codecs.encodec.weight_files import save_encodec

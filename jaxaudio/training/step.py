@@ -80,9 +80,10 @@ class Steps:
         self.val_names = validation_terms() + (get_agent(agent).validation_losses if agent else ())
         rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
         self.replicated, self.batch_sharding = rep, data
-        self.train_step = jax.jit(self._train_step, donate_argnums=(0,),
-                                  in_shardings=(rep, data, rep, rep, rep),
-                                  out_shardings=(rep, rep))
+        # (state, batch, codec state, alpha, batch index) -> (state, metrics), state donated
+        self._train_jit = dict(donate_argnums=(0,), in_shardings=(rep, data, rep, rep, rep),
+                               out_shardings=(rep, rep))
+        self.train_step = jax.jit(self._train_step, **self._train_jit)
         self._leaf_steps: dict[tuple, Any] = {}
         self.eval_step = jax.jit(self._eval_step, in_shardings=(rep, data, rep),
                                  out_shardings=rep)
@@ -109,10 +110,7 @@ class Steps:
                 return new_leaves, metrics
 
             step.__name__ = "_train_step"  # the same program name as train_step's
-            rep = self.replicated
-            self._leaf_steps[key] = jax.jit(step, donate_argnums=(0,),
-                                            in_shardings=(rep, self.batch_sharding, rep, rep, rep),
-                                            out_shardings=(rep, rep))
+            self._leaf_steps[key] = jax.jit(step, **self._train_jit)
         return self._leaf_steps[key]
 
     # --- pieces -------------------------------------------------------------------------
