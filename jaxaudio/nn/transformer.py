@@ -84,6 +84,17 @@ class TransformerEncoderLayer(nnx.Module):
         return x
 
 
+def _deep_copy(module: nnx.Module) -> nnx.Module:
+    """``copy.deepcopy`` as torch does it: a new module whose every array is a new buffer.
+
+    ``nnx.clone`` copies the graph but keeps the arrays, so the copies' parameters would share
+    device buffers with the original: a jitted step that donates its state then hands XLA the
+    same buffer twice ("Attempt to donate the same buffer twice").
+    """
+    graphdef, state = nnx.split(module)
+    return nnx.merge(graphdef, jax.tree.map(lambda a: jnp.array(a, copy=True), state))
+
+
 class TransformerEncoder(nnx.Module):
     """``torch.nn.TransformerEncoder(encoder_layer, num_layers)`` without a final norm.
 
@@ -98,7 +109,7 @@ class TransformerEncoder(nnx.Module):
             if num_layers is None or num_layers < 1:
                 raise ValueError(f"TransformerEncoder: num_layers must be >= 1 with one "
                                  f"encoder_layer to copy, got {num_layers}")
-            layers = [encoder_layer] + [nnx.clone(encoder_layer) for _ in range(num_layers - 1)]
+            layers = [encoder_layer] + [_deep_copy(encoder_layer) for _ in range(num_layers - 1)]
         else:
             layers = list(encoder_layer)
             if num_layers is not None and num_layers != len(layers):

@@ -70,6 +70,29 @@ def split_module(module: nnx.Module) -> tuple[nnx.GraphDef, Any, Any]:
     return graphdef, params, buffers
 
 
+def check_own_buffers(tree: Any, what: str = "train state") -> None:
+    """Every array of ``tree`` holds a device buffer of its own.
+
+    The train step donates its state; a buffer reached through two leaves (a module copied
+    with ``nnx.clone``, which keeps its arrays, or one array assigned twice) would stop the
+    first step with XLA's "Attempt to donate the same buffer twice". Raises ``ValueError``
+    naming both leaves instead, before anything is compiled.
+    """
+    seen: dict[tuple[int, int], str] = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        if not isinstance(leaf, jax.Array) or isinstance(leaf, jax.core.Tracer) or leaf.size == 0:
+            continue  # abstract (eval_shape) states have no buffers
+        name = jax.tree_util.keystr(path)
+        for shard in leaf.addressable_shards:
+            key = (shard.device.id, shard.data.unsafe_buffer_pointer())
+            if key in seen:
+                raise ValueError(
+                    f"{what}: {name} and {seen[key]} share one device buffer; every "
+                    f"parameter and buffer needs its own array (copy it, e.g. "
+                    f"jnp.array(x, copy=True), instead of reusing it)")
+            seen[key] = name
+
+
 def init_state(cfg: TrainConfig, model: nnx.Module, disc: nnx.Module | None):
     """Build the state and the static parts the step needs (graphdefs, optimizers)."""
     graphdef, params, buffers = split_module(model)
@@ -90,6 +113,7 @@ def init_state(cfg: TrainConfig, model: nnx.Module, disc: nnx.Module | None):
         disc_opt_state=d_opt_state,
         disc_noise=None if disc is None else jnp.zeros((), jnp.float32),
     )
+    check_own_buffers(state)
     statics = dict(graphdef=graphdef, opt=opt, disc_graphdef=d_graphdef, disc_opt=d_opt)
     return state, statics
 
