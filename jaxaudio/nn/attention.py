@@ -26,9 +26,9 @@ which never materialises the ``[B, H, Tq, Tk]`` probabilities and drops them ins
 
 - float32 q, k, v: the Pallas (Triton) kernel of :mod:`jaxaudio.nn.flash_attention`, at the
   step's matmul precision (TF32 by default, as the explicit route's products), for head widths
-  up to 256, run as power-of-two chunks from 16 (the cascade's second stage has 384 / 8 = 48,
-  run as 32 + 16; see :func:`jaxaudio.nn.flash_attention.head_chunks`); wider heads take the
-  explicit route;
+  up to 96 (:data:`jaxaudio.nn.flash_attention.AUTO_MAX_WIDTH`), run as power-of-two chunks
+  from 16 (the cascade's second stage has 384 / 8 = 48, run as 32 + 16; see
+  :func:`jaxaudio.nn.flash_attention.head_chunks`); wider heads take the explicit route;
 - bf16/fp16 (``--precision bf16``): cuDNN's fused flash attention. Its masks come from cuDNN's
   Philox generator, not from ``rngs``: each call site has its own seed (numbered in trace
   order) and XLA advances the offset at every execution, so masks differ between layers and
@@ -148,7 +148,7 @@ def attention_impl(dtype, *, head_dim: int, need_weights: bool = False) -> str:
     # an H200 the raw-clip step ran 84.6 samples/s with width 48 on the kernel (padded to 64)
     # against 80.0 on the explicit route, before the kernel ran it as 32 + 16
     # (experiments/README.md).
-    return "pallas" if flash.supported_head_dim(head_dim) else "xla"
+    return "pallas" if head_dim <= flash.AUTO_MAX_WIDTH else "xla"
 
 
 def _attend_cudnn(q: jax.Array, k: jax.Array, v: jax.Array, rate: float) -> jax.Array:

@@ -174,6 +174,14 @@ def dq_form(chunks: tuple[int, ...], slots: int, form: str | None = None) -> str
     return form
 
 
+# The widest head the automatic route gives the kernels: the widest they have run on a GPU
+# (96 = 64 + 32, the musical recipe's second stage at 4 heads). Wider ones take the explicit
+# route: at width 256 (the composer's 512 at 2 heads) the forward's two-stage pipeline of
+# 64-frame key and value tiles asked for 2 x 2 x 64 x 256 x 4 B = 256 KiB of shared memory on
+# an H100, which has 227 KiB (RESOURCE_EXHAUSTED at the first step).
+AUTO_MAX_WIDTH = 96
+
+
 def supported_head_dim(d: int) -> bool:
     """Head widths the kernel takes: 1 to 256 (:func:`head_chunks` says how it runs them)."""
     return 1 <= d <= 256
