@@ -31,6 +31,7 @@ import numpy as np
 
 __all__ = [
     "as_mono_batch",
+    "check_float_audio",
     "compute_dtype",
     "safe_sqrt",
     "hann_window",
@@ -57,23 +58,48 @@ def compute_dtype(x) -> jnp.dtype:
     return jnp.promote_types(dt, jnp.float32)
 
 
+def check_float_audio(x, name: str) -> None:
+    """Refuse audio that is not floating point, naming the argument and its dtype.
+
+    Integer PCM (``int16`` samples up to 32767) taken as it is would score losses thousands of
+    times too large; the caller knows its full scale, so the conversion is theirs to make.
+    """
+    dt = jnp.result_type(x)
+    if not jnp.issubdtype(dt, jnp.floating):
+        hint = (f" (for PCM, divide by its full scale, e.g. x / {2 ** (8 * dt.itemsize - 1)})"
+                if jnp.issubdtype(dt, jnp.integer) else "")
+        raise TypeError(f"{name}: expected floating-point audio in [-1, 1], got dtype "
+                        f"{dt.name}{hint}")
+
+
 def as_mono_batch(x, name: str) -> jax.Array:
-    """Audio ``[B, N]`` or ``[B, 1, N]`` -> ``[B, N]`` in the compute dtype; ``name`` is the
-    argument named in the error for any other shape."""
+    """Audio ``[B, N]`` or ``[B, 1, N]`` -> ``[B, N]`` in the compute dtype.
+
+    ``name`` is the argument named in the error for any other shape, for an empty batch or
+    clip, and for audio that is not floating point (:func:`check_float_audio`).
+    """
     x = jnp.asarray(x)
+    check_float_audio(x, name)
     if x.ndim == 3:
         if x.shape[1] != 1:
             raise ValueError(f"{name}: expected mono audio [B, 1, N], got shape {x.shape}")
         x = x[:, 0]
     elif x.ndim != 2:
         raise ValueError(f"{name}: expected audio [B, N] or [B, 1, N], got shape {x.shape}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise ValueError(f"{name}: expected at least one clip of at least one sample, got an "
+                         f"empty batch of shape {x.shape}")
     return x.astype(compute_dtype(x))
 
 
 def safe_sqrt(v: jax.Array) -> jax.Array:
-    """``sqrt`` whose derivative at 0 is 0 (torch's ``norm`` convention), not inf/NaN."""
+    """``sqrt`` whose derivative at 0 is 0 (torch's ``norm`` convention), not inf/NaN.
+
+    NaN stays NaN (a loss of a NaN prediction must not read as 0); negative values, which
+    only rounding could give a sum of squares, read as 0.
+    """
     pos = v > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1)), 0)
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1)), jnp.where(jnp.isnan(v), v, 0))
 
 
 @functools.lru_cache(maxsize=None)
@@ -218,9 +244,18 @@ def mel_filterbank(
     """
     import librosa  # lazy: librosa's import is slow and only the filterbank needs it
 
-    fmax = float(sample_rate) / 2.0 if fmax is None else float(fmax)
+    nyquist = float(sample_rate) / 2.0
+    fmax = nyquist if fmax is None else float(fmax)
+    if int(n_mels) < 1:
+        raise ValueError(f"mel_filterbank: n_mels must be >= 1, got {n_mels}")
+    if int(n_fft) < 2:
+        raise ValueError(f"mel_filterbank: n_fft must be >= 2, got {n_fft}")
     if not 0.0 <= float(fmin) < fmax:
         raise ValueError(f"mel_filterbank: need 0 <= fmin < fmax, got fmin={fmin}, fmax={fmax}")
+    if fmax > nyquist:
+        raise ValueError(f"mel_filterbank: fmax={fmax:g} Hz is above half the sample rate "
+                         f"({nyquist:g} Hz at sample_rate={sample_rate:g}); its top bands "
+                         f"would be empty")
     fb = librosa.filters.mel(
         sr=float(sample_rate),
         n_fft=int(n_fft),

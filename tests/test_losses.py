@@ -216,6 +216,8 @@ def test_vmap_equals_loop_with_finite_gradients(fname):
     loop = jax.jit(vg)
     for k in range(4):
         v, g = loop(ys[k], ts[k], is_[k])
+        # vmap batches the same ops; XLA may block the batched sums otherwise (bitwise on CPU):
+        # round-off of sums over the spectrogram, amplified in gradients at small |X| (rtol 1e-4)
         np.testing.assert_allclose(values[k], v, rtol=1e-5, err_msg=f"{fname} case {k}")
         scale = float(np.max(np.abs(g))) or 1.0
         np.testing.assert_allclose(grads[k, :, 0], g, rtol=1e-4, atol=1e-5 * scale)
@@ -235,6 +237,7 @@ def test_combined_loss_finite_under_vmap():
 def test_jit_equals_eager():
     # eager runs op by op (every primitive compiled on its own): the cheap losses only
     y, t, i = _signals(1)
+    # jit fuses but keeps the float32 operations: a few ulps at most (bitwise on CPU)
     np.testing.assert_allclose(jax.jit(L.rms_loss)(y, t), L.rms_loss(y, t), rtol=1e-6)
     corr = functools.partial(L.modulation_correlation_penalty, m_parts=50)
     np.testing.assert_allclose(jax.jit(corr)(i, t, y), corr(i, t, y), rtol=1e-6)
@@ -248,6 +251,7 @@ def test_low_precision_input_is_computed_in_float32():
         assert out.dtype == jnp.float32, f"{fname}: {out.dtype}"
     fn = jax.jit(functools.partial(L.modulation_correlation_penalty, m_parts=50))
     ref = fn(*(a.astype(jnp.float32) for a in (i16, t16, y16)))
+    # bf16 upcasts exactly, so the float32 computations are the same: exact in effect
     np.testing.assert_allclose(fn(i16, t16, y16), ref, rtol=1e-6)
 
 
@@ -258,6 +262,7 @@ def test_combined_loss_skips_concrete_zero_weights():
     out = L.combined_loss(y, i, t, 1.0, -2.0, 0.0, 0, 0.0)  # the original's `weight > 0`
     assert float(out.rms_input) > 0 and float(out.rms_target) == 0.0
     assert float(out.spectral) == float(out.mel) == float(out.corr_penalty) == 0.0
+    # exact: the total is 1.0 * rms_input plus exact zeros
     chex.assert_trees_all_close(out.total, out.rms_input)
 
 
@@ -268,6 +273,7 @@ def test_combined_loss_traced_weights_match_concrete():
         return L.combined_loss(y, i, t, w_in, w_tg, 0.0, 0.0, w_corr)
 
     traced = jax.jit(run)(0.3, 0.0, 0.5)
+    # traced or constant float32 weights: the same products, a few ulps at most (bitwise on CPU)
     chex.assert_trees_all_close(traced, run(0.3, 0.0, 0.5), rtol=1e-6)
     assert float(traced.rms_target) == 0.0  # computed, but zeroed like the original's skip
 
@@ -315,4 +321,63 @@ def test_valid_weights_equal_the_unpadded_batch():
                                                      weight_correlation=weights[4], valid=v))(
         poison(out), poison(inp), poison(tgt), jnp.array([1.0, 1.0, 0.0]))
     for name, a, b in zip(ref._fields, got, ref):
+        # valid-weighted sums over 3 rows (one weighted 0) vs plain means over 2: other float32
+        # summation orders, ~log2(n) eps
         np.testing.assert_allclose(float(a), float(b), rtol=2e-6, err_msg=name)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("fname", list(LOSSES))
+def test_non_finite_prediction_never_scores_finite(fname, bad):
+    """A NaN or an infinity anywhere in the prediction gives a non-finite loss, jitted too.
+    The one exception is the original's correlation-penalty guard (NaN output -> 0), which is
+    part of its definition; combined_loss's total still goes NaN with it."""
+    y, t, i = _signals(6)
+    y = y.copy()
+    y[1, 123] = bad
+    value = float(jax.jit(lambda a, b, c: _call(fname, a, b, c))(y, t, i))
+    if fname == "modulation_correlation_penalty" and np.isnan(bad):
+        assert value == 0.0
+    else:
+        assert not np.isfinite(value), f"{fname} scored {value} on a prediction holding {bad}"
+
+
+def test_combined_loss_total_is_nan_whatever_the_weights():
+    y, t, i = _signals(7)
+    y = y.copy()
+    y[0, 5] = np.nan
+    only_corr = L.combined_loss(y, i, t, 0.0, 0.0, 0.0, 0.0, weight_correlation=0.5)
+    assert float(only_corr.corr_penalty) == 0.0  # the original's guard, kept
+    assert np.isnan(float(only_corr.total))
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32, np.bool_])
+def test_integer_audio_is_refused_naming_the_dtype(dtype):
+    y, t, _ = _signals(8)
+    pcm = (np.clip(y, -1, 1) * 32767).astype(dtype)
+    for fname in ("rms_loss", "stft_loss", "mel_loss"):
+        with pytest.raises(TypeError, match=rf"floating-point audio.*{np.dtype(dtype).name}"):
+            LOSSES[fname](pcm, t)
+    with pytest.raises(TypeError, match=np.dtype(dtype).name):
+        L.spectral_outlier_penalty(pcm)
+
+
+def test_empty_batch_and_bad_mel_options_are_errors_naming_the_argument():
+    y, t, i = _signals(9)
+    with pytest.raises(ValueError, match=r"output: .*empty batch of shape \(0, "):
+        L.rms_loss(y[:0], t[:0])
+    with pytest.raises(ValueError, match=r"y_pred: .*empty batch"):
+        L.stft_loss(y[:, :0], t[:, :0])
+    with pytest.raises(ValueError, match="n_mels must be >= 1, got 0"):
+        L.mel_loss(y, t, n_mels=0)
+    with pytest.raises(ValueError, match="fmax=13000 Hz is above half the sample rate"):
+        L.mel_loss(y, t, sample_rate=24000, fmax=13000.0)
+    assert np.isfinite(float(L.mel_loss(y, t, sample_rate=24000, fmax=12000.0)))
+
+
+def test_correlation_penalty_checks_its_shapes():
+    y, t, i = _signals(10)
+    with pytest.raises(ValueError, match=r"input_audio .* target_audio .* equal shapes"):
+        L.modulation_correlation_penalty(i, t[:, :-100], y, m_parts=50)
+    with pytest.raises(ValueError, match=r"valid must be a \[B\]"):
+        L.modulation_correlation_penalty(i, t, y, m_parts=50, valid=np.ones(B + 1))

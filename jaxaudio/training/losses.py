@@ -258,6 +258,8 @@ def combined_loss(
 
     Returns:
         :class:`CombinedLoss` ``(total, rms_input, rms_target, spectral, mel, corr_penalty)``.
+        ``total`` is NaN when the output holds a NaN or an infinity (``corr_penalty`` alone
+        keeps the original's NaN-to-0 guard).
     """
     out = as_mono_batch(output_audio, "output_audio")
     inp = as_mono_batch(input_audio, "input_audio")
@@ -311,4 +313,8 @@ def combined_loss(
         else:
             total = total + static * value
         fields[name] = value
+    # The correlation penalty reads a NaN output as 0 (the original's guard); the total must
+    # not: a non-finite output (in the rows that count) makes it NaN whatever the weights.
+    finite = jnp.all(jnp.isfinite(_rows(out, rows)))
+    total = jnp.where(finite, total, jnp.asarray(jnp.nan, dt))
     return CombinedLoss(total=total, **fields)

@@ -72,7 +72,10 @@ def _outlier_penalty_from_stft(z, sample_rate, n_fft, freq_bands, percentile) ->
     count = jnp.sum(mask, axis=-1)
     excess = jnp.sum(jnp.where(mask, (e - mean) ** 2, 0), axis=-1)
     per_band = jnp.where(count > 0, excess / jnp.maximum(count, 1), 0)
-    return jnp.sum(per_band) / len(freq_bands)
+    penalty = jnp.sum(per_band) / len(freq_bands)
+    # A NaN or infinite band energy fails every `z > q` comparison, which would leave no frame
+    # selected and a penalty of 0: a broken output must not read as a clean one.
+    return jnp.where(jnp.all(jnp.isfinite(e)), penalty, jnp.nan).astype(penalty.dtype)
 
 
 def _quantile_linear(x: jax.Array, q: float) -> jax.Array:
@@ -127,7 +130,10 @@ def modulation_correlation_penalty(
     Envelopes are the max ``|x|`` of ``m_parts`` segments over the first
     ``(N // m_parts) * m_parts`` samples; the cost is ``mean_b(corr(in, out)**2 +
     corr(target, out)**2)`` with Pearson correlations per clip. A NaN anywhere in the output
-    gives 0 (and a zero gradient), as the original's guard does.
+    gives 0 (and a zero gradient), as the original's guard does: that guard is part of the
+    original's definition of this penalty (the one loss here that does not propagate a NaN
+    prediction; :func:`jaxaudio.training.losses.combined_loss`'s total still does). An
+    infinite output is not caught by the guard and gives NaN.
 
     Args:
         input_audio, target_audio, output_audio: ``[B, N]`` or ``[B, 1, N]``.
@@ -139,7 +145,14 @@ def modulation_correlation_penalty(
     inp = as_mono_batch(input_audio, "input_audio")
     tgt = as_mono_batch(target_audio, "target_audio")
     out = as_mono_batch(output_audio, "output_audio")
+    if not inp.shape == tgt.shape == out.shape:
+        raise ValueError(
+            f"modulation_correlation_penalty: input_audio {inp.shape}, target_audio {tgt.shape} "
+            f"and output_audio {out.shape} must have equal shapes [B, N]")
     if valid is not None:  # padding rows must not trip the NaN guard
+        if jnp.shape(valid) != (out.shape[0],):
+            raise ValueError(f"modulation_correlation_penalty: valid must be a [B] = "
+                             f"[{out.shape[0]}] array of 0/1 weights, got {jnp.shape(valid)}")
         out = jnp.where((jnp.asarray(valid) > 0)[:, None], out, 0)
     has_nan = jnp.any(jnp.isnan(out))
     # Zeroing the NaNs keeps the discarded branch's gradient finite (0 * NaN would be NaN).
