@@ -11,16 +11,21 @@ import os
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, devices: list | None = None) -> int:
+    """The command line; exit status. ``devices`` (for tests and scripts) trains on those
+    devices instead of every device of every process."""
     argv = sys.argv[1:] if argv is None else argv
     from jaxaudio.training.cli import parse_config
     from jaxaudio.training.config import ConfigError
 
+    notes: list[str] = []
     try:
-        cfg = parse_config(argv)
+        cfg = parse_config(argv, notes)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("absl", "jax._src", "orbax", "alembic", "mlflow", "urllib3", "numba"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -47,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     from jaxaudio.training.trainer import fit
 
     try:
-        return fit(cfg)
+        return fit(cfg, devices)
     except (ConfigError, CheckpointError, BadFileError, EncodecWeightsError, TorchFileError) as e:
         msg = str(e)
         if isinstance(e, EncodecWeightsError) and str(cfg.codec_weights) not in msg:

@@ -14,7 +14,7 @@ the config's default weights if its losses need their own weight flag.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, NamedTuple, Protocol, runtime_checkable
 
 import jax
@@ -57,6 +57,9 @@ class AgentSpec:
     loss_names: tuple[str, ...]
     validation_losses: tuple[str, ...]
     priority: int = 0
+    # Constructor options a user may set (``--agent_options NAME=V,...``): name -> a check
+    # ``(value) -> str | None`` returning what was expected when the value is not allowed.
+    options: dict[str, Callable[[int], str | None]] = field(default_factory=dict)
     # Reading the original's torch checkpoints: a state-dict key prefix that only this agent's
     # weights have, and the model options its weights' shapes determine.
     torch_marker: str = ""
@@ -92,6 +95,44 @@ def agent_of_state_dict(state_dict: dict) -> str | None:
     return None
 
 
+def _positive(v: int) -> str | None:
+    return None if v >= 1 else "an integer >= 1"
+
+
+COMPOSER_WIDTH = 512  # the composer's d_model, the original's hard-coded width
+COMPOSITIONAL_OPTIONS: dict[str, Callable[[int], str | None]] = {
+    "component_dim": _positive,  # channels per component (the original: 64)
+    "composer_layers": _positive,  # the composer's transformer layers (4)
+    "composer_heads": lambda v: None if v >= 1 and COMPOSER_WIDTH % v == 0 else (
+        f"a divisor of the composer's width {COMPOSER_WIDTH}"),  # (8)
+}
+
+
+def parse_agent_options(text: str | None, agent: str | None) -> dict[str, int]:
+    """``"name=v,name=v"`` -> ``{name: v}``, checked against ``agent``'s options; raises
+    ``ValueError`` naming the option and what was expected."""
+    if not text:
+        return {}
+    if agent is None:
+        raise ValueError("no creative agent is on (--creative_agent NAME, with the cascade)")
+    spec = get_agent(agent)
+    out: dict[str, int] = {}
+    for item in text.split(","):
+        name, sep, value = item.strip().partition("=")
+        if name not in spec.options:
+            known = ", ".join(spec.options) or "none"
+            raise ValueError(f"the {agent} agent has no option {name!r} (its options: {known})")
+        try:
+            v = int(value)
+        except ValueError:
+            v = None
+        problem = "an integer" if (not sep or v is None) else spec.options[name](v)
+        if problem:
+            raise ValueError(f"{name}: expected {problem}, got {value.strip()!r}")
+        out[name] = v
+    return out
+
+
 def _builtin() -> None:
     # Imported lazily: the agents' modules import jaxaudio.nn, which must not import this.
     from jaxaudio.agents.compositional.agent import CompositionalCreativeAgent
@@ -112,7 +153,7 @@ def _builtin() -> None:
                 composer_heads=composer_heads, composer_layers=composer_layers,
                 novelty_weight=novelty_weight, rngs=rngs),
             flag="use_compositional_agent", loss_names=("novelty_loss",),
-            validation_losses=("novelty_loss",), priority=2,
+            validation_losses=("novelty_loss",), priority=2, options=COMPOSITIONAL_OPTIONS,
             torch_marker="creative_agent.composer.", torch_options=_compositional_torch_options))
 
 

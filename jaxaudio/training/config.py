@@ -162,6 +162,9 @@ class TrainConfig:
     # jaxaudio additions: training core
     creative_agent: str | None = opt(None, "a registered creative agent by name (masking, "
                                            "compositional, ...); overrides the two agent flags")
+    agent_options: str | None = opt(None, "the creative agent's own sizes, NAME=V,NAME=V "
+                                          "(compositional: component_dim 64, composer_layers "
+                                          "4, composer_heads 8, the original's)")
     cascade_update: str = opt("gain", "how each stage changes its residual: gain (a bounded "
                                       "gain per latent cell; no frame-rate buzz) or additive "
                                       "(the original's)", choices=("gain", "additive"))
@@ -255,6 +258,16 @@ class TrainConfig:
         return agent_kind({"use_creative_agent": self.use_creative_agent,
                            "use_compositional_agent": self.use_compositional_agent},
                           self.cascade)
+
+    @property
+    def agent_option_map(self) -> dict[str, int]:
+        """``--agent_options`` as ``{name: value}`` (checked against the agent's options)."""
+        from jaxaudio.agents.registry import parse_agent_options
+
+        try:
+            return parse_agent_options(self.agent_options, self.agent)
+        except ValueError as e:
+            raise ConfigError(f"--agent_options: {e}") from e
 
     @property
     def spectral_penalty_weight_value(self) -> float:

@@ -79,6 +79,7 @@ def _check_core(cfg) -> None:
 
         need(cfg.creative_agent in agents(), "creative_agent",
              f"one of {', '.join(sorted(agents()))}", cfg.creative_agent)
+    cfg.agent_option_map  # raises ConfigError naming the option
 
 
 def check_values(cfg) -> None:

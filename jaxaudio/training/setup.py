@@ -122,7 +122,8 @@ def build_model(cfg: TrainConfig):
         dropout=cfg.dropout, num_transformer_layers=cfg.num_transformer_layers,
         anti_cheating=cfg.anti_cheating, use_creative_agent=cfg.use_creative_agent,
         use_compositional_agent=cfg.use_compositional_agent, agent=cfg.creative_agent,
-        mask_gate=cfg.mask_gate, cascade_update=cfg.cascade_update, rngs=rngs)
+        mask_gate=cfg.mask_gate, cascade_update=cfg.cascade_update, rngs=rngs,
+        **cfg.agent_option_map)
 
 
 def build_discriminator(cfg: TrainConfig):

@@ -247,7 +247,7 @@ class Run:
             print(self.describe(), flush=True)
             if cfg.resume is None:
                 self.tracker.log_params({**cfg.to_dict(), "num_params": self.num_params,
-                                         "num_devices": jax.device_count()})
+                                         "num_devices": int(self.mesh.devices.size)})
         history = self.ckpt_dir / "metrics.jsonl"
         try:
             while self.epoch < cfg.epochs:
@@ -341,8 +341,9 @@ class Run:
                 f"  codec {c.codec} ({self.codec.dim} x {self.codec.frame_rate:g} frames/s); "
                 f"model {'cascade' if c.cascade else 'single stage'}, {c.num_layers} layers, "
                 f"{c.nhead} heads, agent {c.agent or 'none'}, GAN "
-                f"{'on' if c.gan_weight > 0 else 'off'}; {self.num_params:,} parameters\n"
-                f"  {jax.device_count()} {jax.devices()[0].platform} device(s) in "
+                f"{c.gan_variant if c.gan_weight > 0 else 'off'}; {self.num_params:,} "
+                f"parameters\n"
+                f"  {self.mesh.devices.size} {self.mesh.devices.flat[0].platform} device(s) in "
                 f"{jax.process_count()} process(es); global batch "
                 f"{self.data.train.global_batch_size}; {len(self.data.train)} steps per epoch; "
                 f"precision {c.precision}"
