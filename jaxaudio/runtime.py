@@ -12,6 +12,7 @@ device is touched:
 
 ``JAXAUDIO_COMPILATION_CACHE`` = ``0``/``off``/``false`` turns the cache off; any other value
 names the cache folder to use instead of ``<run_dir>/jax_cache`` (e.g. one shared by runs).
+Without it, JAX's own ``JAX_COMPILATION_CACHE_DIR``, when set, is used as JAX reads it.
 """
 
 from __future__ import annotations
@@ -62,15 +63,20 @@ def configure_gpu_flags() -> bool:
 def enable_compilation_cache(run_dir: str | os.PathLike | None) -> Path | None:
     """Turn on JAX's persistent compilation cache; returns its folder, or None when off.
 
-    The folder is ``$JAXAUDIO_COMPILATION_CACHE`` when that names one, else
-    ``<run_dir>/jax_cache``; None when the variable says off or there is no ``run_dir``.
-    Programs that compile in under a second are not stored (JAX's default threshold).
+    The folder is ``$JAXAUDIO_COMPILATION_CACHE`` when that names one, else JAX's own
+    ``$JAX_COMPILATION_CACHE_DIR`` (a cache the user shares between runs; the tests share one
+    per session), else ``<run_dir>/jax_cache``; None when the variable says off or there is
+    no folder. Programs that compile in under a second are not stored (JAX's default
+    threshold, unless ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` says otherwise).
     """
     env = os.environ.get(CACHE_ENV, "").strip()
     if env.lower() in _OFF:
         return None
+    jax_env = os.environ.get("JAX_COMPILATION_CACHE_DIR", "").strip()
     if env:
         folder = Path(env)
+    elif jax_env:
+        folder = Path(jax_env)
     elif run_dir is not None:
         folder = Path(run_dir) / CACHE_SUBDIR
     else:
