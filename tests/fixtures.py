@@ -101,4 +101,6 @@ def assert_scalar_close(actual, expected, name: str = "value", rtol: float = OUT
     a = float(np.asarray(actual))
     e = float(np.asarray(expected))
     assert np.isfinite(a), f"{name}: non-finite ({a})"
+    # 1e-12 only admits a reference of exactly 0 (e.g. identical signals, where float32 gives 0
+    # too); float32 round-off of any non-zero value is far above it.
     assert abs(a - e) <= rtol * abs(e) + 1e-12, f"{name}: {a!r} vs reference {e!r}"

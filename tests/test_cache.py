@@ -72,6 +72,8 @@ def check_rows(cache, ds, codec, rows=None):
     want = jitted_fields(codec)(x, y)
     got = cache.fetch(rows, rows)
     for k, v in want.items():
+        # the cache encoded these rows in batches of another size: round-off of the codec's 16-term
+        # products (values ~1), ~1e-6; target_audio is an exact copy
         np.testing.assert_allclose(got[k], np.asarray(v), atol=1e-5, err_msg=k)
 
 
@@ -202,6 +204,7 @@ def test_loader_serves_cached_batches_with_shuffled_targets(tmp_path):
         np.testing.assert_array_equal(c["target_index"], r["target_index"])
         want = jitted_fields(codec)(r["input_raw"], r["target_audio"])
         for k, v in want.items():
+            # as in check_rows: other batch sizes, round-off ~1e-6 of values ~1
             np.testing.assert_allclose(c[k], np.asarray(v), atol=1e-5, err_msg=k)
 
 
@@ -211,6 +214,7 @@ def test_mdct_codec_cache_reconstructs_the_input(tmp_path):
     cache = build_cache(ds, codec, tmp_path / "cache", batch_size=2)
     assert cache.arrays["input_latent"].shape == (3, 16, N // 16)
     for i in range(3):
+        # MDCT round trip: two 32-point float32 FFTs, ~log2(32) eps of |x| < ~1.3
         np.testing.assert_allclose(cache.arrays["input_audio"][i, 0], ds.load_input(i), atol=1e-5)
     check_rows(cache, ds, codec, rows=[0])
     assert os.path.exists(tmp_path / "cache" / "digests.json")
@@ -253,6 +257,8 @@ def test_codec_fields_encode_input_and_target_in_one_call_as_two():
     x = jnp.asarray(rng.standard_normal((3, 1, 64)), jnp.float32)
     y = jnp.asarray(rng.standard_normal((3, 1, 64)), jnp.float32)
     got = jax.jit(lambda a, b: codec_fields(codec, a, b))(x, y)
+    # one jitted encode of 2B clips vs eager calls on B: the same float32 work blocked and fused
+    # otherwise, round-off of the convolutions' and the LSTM's sums
     np.testing.assert_allclose(got["input_latent"], codec.encode(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got["target_latent"], codec.encode(y), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(got["input_audio"], codec.decode(codec.encode(x)), rtol=1e-5, atol=1e-6)

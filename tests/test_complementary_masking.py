@@ -63,10 +63,12 @@ def test_temporal_masks_are_complementary_with_fades():
     fade = min(10, 150 // 15)
     np.testing.assert_array_equal(mask[:140], 1.0)
     np.testing.assert_array_equal(mask[150:300], 0.0)
+    # float32 mask vs float64 ramp: each fade factor is rounded once to float32 (6e-8 relative)
     np.testing.assert_allclose(mask[140:150], (fade - np.arange(fade)) / fade, rtol=1e-6)
     np.testing.assert_allclose(mask[300:310], np.arange(fade) / fade, rtol=1e-6)
     x = jax.random.normal(jax.random.key(0), (1, 4, 700))
     masked_input, masked_target = apply_complementary_mask(x, x, "temporal")
+    # x * m + x * (1 - m) vs x * (m + (1 - m)): three float32 roundings, ~eps of |x|
     np.testing.assert_allclose(masked_input + masked_target, x * (mask + (1 - mask)), rtol=1e-6)
 
 

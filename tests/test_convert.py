@@ -45,6 +45,7 @@ def test_original_checkpoint_gives_the_original_outputs():
     out = jax.jit(lambda m, a: m(a))(model, jnp.asarray(x))
     assert_output_close(out.output, expected, "eval output of the loaded best_model.pt")
     ckpt = read_original_checkpoint(CHECKPOINT)
+    # a pickled Python float: exact; approx is moot
     assert ckpt.epoch == 3 and ckpt.args["lr"] == pytest.approx(1e-4)
 
 

@@ -122,6 +122,7 @@ def test_weights_are_frozen_and_grad_flows_after_split_merge():
     value, g = value_and_grad(frozen, z)
     assert np.isfinite(float(value)) and np.all(np.isfinite(np.asarray(g))) and np.any(np.asarray(g) != 0)
     eager = jax.grad(lambda z: jnp.sum(codec.decode(z) * r))(z)  # no jit anywhere: the same numbers
+    # jit fuses the convolutions and the LSTM and may reorder their sums: a few eps a layer
     np.testing.assert_allclose(np.asarray(g), np.asarray(eager), rtol=1e-5, atol=1e-6 * float(np.abs(eager).max()))
 
 
@@ -151,6 +152,7 @@ def test_decode_pair_is_two_decodes_with_one_lstm_call():
         lstm_mod.lstm_scan = real_scan
     assert [shape[1] for shape in calls] == [4]  # one LSTM call, both batches of 2
     dec = jax.jit(codec.decode, compiler_options=FAST_COMPILE)
+    # one LSTM call over 2B rows vs B: other blockings of the same float32 sums
     np.testing.assert_allclose(y, dec(z), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(y_ref, dec(z_ref), rtol=1e-5, atol=1e-6)
     want = jax.grad(lambda z: jnp.sum(codec.decode(z) * r))(z)
@@ -177,6 +179,8 @@ def test_lstm_scan_equals_lstm_ref_with_cudnn_packing():
             jnp.swapaxes(x, 0, 1), zeros, zeros, w_ih, w_hh, b_ih, b_hh, seq, h, h, layers_n, 0.0, False
         )
         got = jax.jit(lambda x: lstm_scan(x, layers, "highest"), compiler_options=FAST_COMPILE)(x)
+        # the same LSTM coded twice (scan vs lstm_ref): round-off of 6-term products on |h| < 1,
+        # over 7 steps
         np.testing.assert_allclose(
             np.asarray(got), np.asarray(jnp.swapaxes(want, 0, 1)), atol=2e-6, err_msg=f"{layers_n} layers"
         )

@@ -53,6 +53,7 @@ def test_synthetic_pairs_in_a_subprocess_write_the_report(ckpt, tmp_path):
         assert all(math.isfinite(v) for v in p["metrics"].values())
     agg = report["aggregate"]
     assert agg["count"] == 2.0 and HEADLINE <= set(agg)
+    # exact: the same float64 median of the same floats (JSON keeps them); approx is moot
     assert agg["distance_ratio"] == pytest.approx(
         float(np.median([p["metrics"]["distance_ratio"] for p in report["pairs"]])))
     assert "median (2)" in proc.stdout and "distance" in proc.stdout

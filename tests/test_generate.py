@@ -204,6 +204,8 @@ def test_frame_local_model_is_unchanged_by_segmenting():
     parts = Generator(FrameLocal(), codec, cascade=True, segment_frames=40,
                       overlap_frames=8).generate(x, y)
     assert whole.plan.num_segments == 1 and parts.plan.num_segments == 6
+    # crossfade weights w and 1 - w sum to 1 within an ulp and each segment's MDCT rounds its
+    # own way: a few ulps of |y| < ~1
     np.testing.assert_allclose(parts.output_audio, whole.output_audio, atol=2e-6, rtol=0)
     np.testing.assert_allclose(parts.output_latent, whole.output_latent, atol=2e-6, rtol=0)
 
@@ -255,6 +257,8 @@ def test_trained_cascade_long_input_and_single_segment_match_the_model(ckpt):
     zx, zy = codec.encode(jnp.asarray(x)[None, None]), codec.encode(jnp.asarray(y)[None, None])
     direct = jax.jit(lambda a, b: codec.decode(loaded.model(a, b, train=False).output))(zx, zy)
     direct = np.asarray(direct[0, 0])
+    # the generator's own jit of the same float32 model: fusion round-off; the fixtures' output
+    # tolerance
     np.testing.assert_allclose(short.output_audio, np.asarray(direct), rtol=1e-4,
                                atol=1e-5 * float(np.max(np.abs(direct))))
     long = Generator(loaded.model, loaded.codec, cascade=True, segment_frames=96,
@@ -270,6 +274,7 @@ def test_segment_weights_partition_unity():
         for k, s in enumerate(plan.starts):
             assert plan.length == length and s + length <= frames
             total[s * 3:(s + length) * 3] += segment_weights(plan, k, 3)
+        # float32 ramps r and 1 - r: their sum is 1 within an ulp (1.2e-7)
         np.testing.assert_allclose(total, 1.0, atol=1e-6)
         for (a, b), s_next, s_prev in zip(plan.fades, plan.starts[1:], plan.starts):
             assert s_next < a < b < s_prev + length  # fades inside the overlap, off its edges
@@ -287,13 +292,16 @@ def test_postprocess_level_filter_and_limiter():
     hum = (0.1 * rng.standard_normal(n) + 0.1 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
     out, info = postprocess(hum, inp, tgt, SR, apply_filter=True)
     goal = np.sqrt((rms(inp) ** 2 + rms(tgt) ** 2) / 2)
+    # exact: the same float64 formula on the same float32 arrays; rel 1e-5 is moot
     assert info.gain == pytest.approx(goal / rms(hum), rel=1e-5)
+    # the hum sits on an FFT bin (1/3 Hz apart over 3 s): 2 Hz allows a neighbouring bin
     assert any(abs(f - 1000.0) < 2.0 for f in info.notches)
     spec = np.abs(np.fft.rfft(out))
     assert spec[1000 * 3] < 0.05 * np.abs(np.fft.rfft(hum))[1000 * 3]  # the hum is gone
     # the filter restores the RMS over every sample, the level step skips the first 5000
     assert info.limiter_scale == 1.0 and rms(out) == pytest.approx(goal, rel=5e-3)
     loud, info = postprocess(np.full(n, 0.01, np.float32) + hum, inp * 20, tgt * 20, SR)
+    # audio * (0.9 / peak) rounded to float32: 0.9 within an ulp (6e-8 relative)
     assert info.gain == 3.0 and np.max(np.abs(loud)) == pytest.approx(0.9, rel=1e-5)
     looped = fit_target(np.arange(1, 101, dtype=np.float32), 250, 1000)
     assert looped.shape == (250,) and looped[0] == 1.0 and np.all(looped > 0)

@@ -121,9 +121,50 @@ def test_eval_parity_with_fixture(eval_outputs, fixture):
     assert_output_close(style, fixture["out/style/style"], "style/style")
 
 
-def test_jit_equals_eager(eval_outputs):
+def onset_corr_tolerance(input_mask, encoded_input) -> float:
+    """What float32 promises for ``mask_onset_corr``, the Pearson correlation of two series of
+    frame differences: the mask's rises ``relu(diff(mean_D mask))`` and the input's onsets
+    ``relu(diff(log mean_D x**2))``.
+
+    Each difference is taken of values (the mask's channel mean, about 0.5; the log energy, a
+    few units) that float32 rounds to ``eps * |value|``, and a few more eps come from the sums
+    over ``D`` in another order (jit fuses them differently from eager). The difference does
+    not shrink that error, so every term of a series errs by about ``eps * max|value|``, and
+    the correlation by that error over the series' own spread. When the masks barely move, the
+    spread is small and the correlation ill-conditioned: a relative tolerance of 1e-5 asks
+    more than float32 gives there (jax 0.12.1 differed by 4.8e-5 relative). Bound, with a
+    factor 4 for the two computations' roundings and sums: ``4 eps (max|mean mask| / std(rises) + max|level| / std(onsets))``.
+    """
+    m = np.asarray(input_mask, np.float64).mean(axis=1)
+    x = np.asarray(encoded_input, np.float64)
+    level = np.log(np.mean(x ** 2, axis=1) + 1e-6)
+    rises = np.maximum(np.diff(m, axis=-1), 0.0)
+    onsets = np.maximum(np.diff(level, axis=-1), 0.0)
+    eps = float(np.finfo(np.float32).eps)
+    return 4 * eps * (np.max(np.abs(m)) / np.std(rises) + np.max(np.abs(level)) / np.std(onsets))
+
+
+def test_jit_equals_eager(eval_outputs, inputs):
     eager, jitted = eval_outputs
-    chex.assert_trees_all_close(jitted, eager, rtol=1e-5, atol=1e-6)
+    flat = lambda tree: {jax.tree_util.keystr(p): (p, v)
+                         for p, v in jax.tree_util.tree_flatten_with_path(tree)[0]}
+    flat_eager, flat_jit = flat(eager), flat(jitted)
+    assert flat_eager.keys() == flat_jit.keys()
+    corr_leaves = [k for k in flat_eager if "mask_onset_corr" in k]
+    assert corr_leaves
+    for name in corr_leaves:  # a correlation: bounded by 1, so compared in absolute terms
+        path, want = flat_eager.pop(name)
+        got = flat_jit.pop(name)[1]
+        # the masks whose stats hold this leaf: the hard ones (3), else the soft ones (0),
+        # which generate_creative_masks (1) also uses
+        masks = eager[3] if path[0].idx == 3 else eager[0]
+        tol = onset_corr_tolerance(masks.input_mask, inputs[0])
+        assert tol < 1e-2, f"the bound {tol} says nothing: the masks do not move"
+        assert abs(float(got) - float(want)) <= tol, (name, float(got), float(want), tol)
+    flat_eager = {k: v for k, (_, v) in flat_eager.items()}
+    flat_jit = {k: v for k, (_, v) in flat_jit.items()}
+    # everything else: float32 round-off of well-conditioned values
+    chex.assert_trees_all_close(flat_jit, flat_eager, rtol=1e-5, atol=1e-6)
 
 
 def _music_stats(im, x):
@@ -151,8 +192,9 @@ def test_stats_match_the_masks(eval_outputs, inputs):
     }
     expected["input_mask_temporal_std"], onset_corr = _music_stats(im, inputs[0])
     assert set(out.stats) == set(expected) | {"mask_onset_corr"}
-    # A correlation of float32 frame differences: float32 round-off, not a relative tolerance.
-    assert abs(float(out.stats["mask_onset_corr"]) - onset_corr) < 1e-3
+    # A correlation of float32 frame differences: float32's bound for it, not a relative one.
+    tol = onset_corr_tolerance(masks.input_mask, inputs[0])
+    assert abs(float(out.stats["mask_onset_corr"]) - onset_corr) <= tol
     for key, value in expected.items():
         assert_scalar_close(out.stats[key], value, key)
         assert out.stats[key].shape == ()

@@ -43,6 +43,8 @@ def test_attention_projection_routes_agree():
                 mha(x, kv, kv)[0], mha(x, kv, copy(kv))[0])
 
     packed, separate, shared_kv, separate_kv = routes(x, kv)
+    # one packed product vs separate ones: other blockings of 8-term sums, then softmax and the
+    # output projection: a few ulps of outputs ~1
     np.testing.assert_allclose(packed, separate, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(shared_kv, separate_kv, rtol=1e-5, atol=1e-6)
 
@@ -64,10 +66,12 @@ def test_attention_dropout_acts_on_probabilities_and_needs_rngs():
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, c)
     chex.assert_shape(wa, (2, 6, 6))
+    # float32 softmax rows: 6 normalised terms sum to 1 within a few eps
     np.testing.assert_allclose(np.sum(np.asarray(w_eval), -1), 1.0, rtol=1e-5)
     # torch returns the weights after dropout: some rows no longer sum to one.
     assert np.max(np.abs(np.sum(np.asarray(wa), -1) - 1.0)) > 0.05
     mha.dropout = 0.0  # torch's attribute: the training forward is now deterministic
+    # dropout 0 leaves the eval forward's float32 ops: an ulp at most
     np.testing.assert_allclose(mha(x, x, x, train=True)[0], mha(x, x, x)[0], rtol=1e-6)
 
 
@@ -101,12 +105,15 @@ def test_layer_norm_matches_float64_reference():
     x64 = np.asarray(x, np.float64)
     mean, var = x64.mean(-1, keepdims=True), x64.var(-1, keepdims=True)
     ref = (x64 - mean) / np.sqrt(var + 1e-5) * np.asarray(norm.weight[...]) + np.asarray(norm.bias[...])
+    # at x ~ 100 the float32 mean carries ~eps * 100 = 1.2e-5 into centred values of size ~1:
+    # ~1e-5 on the output
     np.testing.assert_allclose(jax.jit(lambda m, a: m(a))(norm, x), ref, rtol=1e-4, atol=1e-4)
 
 
 def test_helpers_follow_torch_at_zero():
     zero = jnp.zeros((2, 3, 4))
     # LeakyReLU: torch's gradient at exactly 0 is the slope; |x| has gradient 0 there.
+    # float32 0.2 is 1.5e-8 relative off float64 0.2, inside the default rtol 1e-7
     np.testing.assert_allclose(jax.grad(lambda z: LeakyReLU(0.2)(z))(0.0), 0.2)
     assert float(jax.grad(torch_abs)(0.0)) == 0.0
     grads = jax.jit(jax.grad(lambda z: jnp.sum(l2_normalize(z)) + unbiased_std(z)
@@ -114,10 +121,13 @@ def test_helpers_follow_torch_at_zero():
     assert np.all(np.isfinite(np.asarray(grads)))
     np.testing.assert_array_equal(l2_normalize(zero), 0.0)
     x = _normal(6, (2, 3, 4))
+    # float32 std of 4 values, two ways: a few ulps
     np.testing.assert_allclose(unbiased_std(x, axis=2), np.std(np.asarray(x), axis=2, ddof=1), rtol=1e-5)
     rms = np.sqrt(np.mean(np.asarray(x, np.float64) ** 2, axis=(1, 2), keepdims=True) + 1e-8)
+    # float32 mean of 12 squares and a sqrt vs float64: ~2 eps relative
     np.testing.assert_allclose(sample_rms(x), rms, rtol=1e-6)
     norms = np.linalg.norm(np.asarray(l2_normalize(x, axis=1)), axis=1)
+    # float32 division by the norm, re-normed in float32: a few eps
     np.testing.assert_allclose(norms, 1.0, rtol=1e-5)
 
 
@@ -133,17 +143,21 @@ def test_bf16_inputs_keep_statistics_in_float32():
     ref = ln(xb.astype(jnp.float32))  # float32 math on the same (rounded) inputs
     out = ln(xb)
     assert out.dtype == jnp.bfloat16
+    # the output is rounded to bf16: half an ulp is 2^-8 relative, <= 0.008 for |y| < 4
     np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref), atol=2e-2)
     bn = BatchNorm1d(5)
     outb = bn(xb, train=True)
     assert outb.dtype == jnp.bfloat16 and bn.running_mean[...].dtype == jnp.float32
+    # float32 means of 128 bf16-exact values ~100, two ways: ~log2(128) eps
     np.testing.assert_allclose(np.asarray(bn.running_mean[...]),
                                0.1 * np.asarray(xb, np.float32).mean(axis=(0, 2)), rtol=1e-5)
     q = xb.reshape(2, 5, 4, 16)
     p = attention_weights(q, q)
     assert p.dtype == jnp.bfloat16
+    # each bf16 probability rounds by <= 2^-8 relative, so a row's sum by <= 2^-8 = 0.004
     np.testing.assert_allclose(np.asarray(p, np.float32).sum(-1), 1.0, atol=1e-2)
     r = sample_rms(xb)
     assert r.dtype == jnp.bfloat16
+    # the RMS is rounded to bf16: <= 2^-8 = 0.4% relative
     np.testing.assert_allclose(np.asarray(r, np.float32).ravel(),
                                np.sqrt((np.asarray(xb, np.float64) ** 2).mean(axis=(1, 2))), rtol=1e-2)

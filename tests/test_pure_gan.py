@@ -20,6 +20,7 @@ def test_curriculum_follows_the_original():
                                "--gan_noise_ceiling", "0.3"])
     assert curriculum_counter(cfg, 85) == 0 and curriculum_alpha(cfg, 85) == 0.0
     assert curriculum_counter(cfg, 86) == 1
+    # host float64 products such as 0.01 * 15: an ulp (1e-17) from the decimal; approx for that
     assert curriculum_alpha(cfg, 86) == pytest.approx(0.01)
     assert curriculum_alpha(cfg, 100) == pytest.approx(0.15)
     assert curriculum_alpha(cfg, 115) == pytest.approx(0.30)
@@ -53,8 +54,13 @@ def test_noise_is_mixed_per_sample_and_the_noisy_target_re_encoded(prepared):
     np.testing.assert_array_equal(clean_tgt, batch["target_audio"])  # losses see clean targets
     noise = (np.asarray(fed_tgt) - (1 - alpha) * np.asarray(batch["target_audio"])) / alpha
     want_std = np.std(np.asarray(batch["target_audio"]), axis=(1, 2), ddof=1)
+    # sampling, not round-off: the std of 3072 noise samples errs by ~1/sqrt(2 * 3072) = 1.3%,
+    # so 0.1 is ~8 sigma
     np.testing.assert_allclose(np.std(noise, axis=(1, 2)), want_std, rtol=0.1)  # 0.1 and 0.4
+    # the same MDCT inside the jitted cond and eagerly: fusion round-off of 64-point FFTs,
+    # ~log2(64) eps of coefficients up to ~1
     np.testing.assert_allclose(tgt_lat, codec.encode(fed_tgt), rtol=1e-5, atol=1e-6)
     in_noise = (np.asarray(in_lat) - (1 - alpha) * np.asarray(batch["input_latent"])) / alpha
     assert not np.allclose(in_lat, batch["input_latent"])
+    # sampling: the mean of 2 * 32 * 96 = 6144 draws is ~0.013 of their std; 0.05 is ~4 sigma
     assert abs(np.mean(in_noise)) < 0.05 * np.std(in_noise)

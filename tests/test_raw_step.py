@@ -55,6 +55,8 @@ def test_raw_clip_step_equals_the_cached_step(extra, encodec):
     p_init, p_raw, m_raw, p_cached, m_cached = _both_steps(extra, encodec)
     assert m_raw.keys() == m_cached.keys()
     for k in m_raw:
+        # the same float32 work in two compilations (the raw clips encoded in one 2B call): a few
+        # ulps
         np.testing.assert_allclose(m_raw[k], m_cached[k], rtol=1e-6, atol=1e-7, err_msg=k)
     # The updates, leaf by leaf as a whole: AdamW's first step g / (|g| + eps) is sensitive to
     # round-off where |g| is near eps (biases that start at 0), so single elements may differ
@@ -71,6 +73,7 @@ def test_raw_clip_step_with_gan_and_agent_has_the_cached_steps_audio_terms():
     float32 round-off apart.)"""
     _, _, m_raw, _, m_cached = _both_steps(["--gan_weight", "0.1", "--use_creative_agent", "true"])
     for k in (*AUDIO_TERMS, "disc_loss"):
+        # as above; the discontinuous terms are left out
         np.testing.assert_allclose(m_raw[k], m_cached[k], rtol=1e-6, atol=1e-7, err_msg=k)
 
 
@@ -104,6 +107,7 @@ def test_raw_clip_step_with_encodec_on_four_devices_equals_one():
         out.append(jax.device_get(metrics))
     m1, m4 = out
     for k in AUDIO_TERMS + ("loss",):
+        # batch means and spectral sums reduced across 4 shards in another order: ~log2(n) eps
         np.testing.assert_allclose(m4[k], m1[k], rtol=1e-5, err_msg=k)
     # The norm of this tiny gradient (5e-3) moves by 4e-4 between 1 and 4 devices whether the
     # two decodes are paired or not (measured both ways): sharded reduction order, not pairing.

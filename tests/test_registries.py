@@ -54,10 +54,12 @@ def test_toy_agent_and_loss_train_through_the_registries(registered):
     new, m = steps.train_step(state, batch, nnx.state(codec), jnp.float32(0.0), jnp.int32(0))
     for name in ("toy_level", "toy_pull", "toy_gain", "rms_input", "rms_target"):
         assert name in m, name
+    # one float32 square (g - 2 is exact for g in [1, 4]): half an ulp, 6e-8 relative
     np.testing.assert_allclose(float(m["toy_pull"]), (gain0 - 2.0) ** 2, rtol=1e-6)
     expected = sum(cfg.loss_weight_map().get(k, 0.0) * float(m[k])
                    for k in ("rms_input", "rms_target", "spectral", "toy_level", "toy_pull",
                              "spectral_penalty"))
+    # float32 running sum of six non-negative weighted terms vs float64: a few eps relative
     np.testing.assert_allclose(float(m["loss"]), expected, rtol=1e-5)
     assert float(new.params["creative_agent"]["gain"][...]) != gain0  # it learned
     val = steps.eval_step(new, {**batch, "valid": jnp.ones((2,), jnp.float32)}, nnx.state(codec))
