@@ -60,6 +60,11 @@ HEADLINE = ["--builtin", "--encoding_dim", "128", "--nhead", "8", "--num_layers"
             "--loss_weight_mel", "0", "--gan_weight", "0.1", "--disc_lr", "5e-5",
             "--disc_update_freq", "1", "--corr_weight", "0.5", "--anti_cheating", "0.1",
             "--shuffle_targets", "true", "--mask_type", "none", "--no_mlflow"]
+# The musical recipe (issue 12's, experiments/quality_ablation.py): the built-in settings with
+# 4 layers and the GAN, at batch 32 of 4 s with the MDCT codec (--codec mdct --clip_seconds 4
+# --batch_per_device 32).
+MUSICAL = ["--builtin", "--num_layers", "4", "--use_creative_agent", "true", "--gan_weight",
+           "0.1", "--no_mlflow"]
 ORIGINAL_VARIANT = ["--gan_variant", "original", "--mask_gate", "learned",
                     "--cascade_update", "additive"]
 PEAK_BF16 = 989e12
@@ -119,6 +124,19 @@ def main() -> None:
                    help="JAX persistent compilation cache. Run twice with the same folder: the "
                         "second process loads the compiled step instead of compiling it, so no "
                         "autotuning scratch enters its allocator peak")
+    p.add_argument("--config", choices=("headline", "musical"), default="headline",
+                   help="headline: the original's headline configuration; musical: issue 12's "
+                        "musical recipe (built-in settings, 4 layers, GAN 0.1)")
+    p.add_argument("--agent", choices=("masking", "compositional", "none"), default="masking",
+                   help="the creative agent (the headline configuration's is masking)")
+    p.add_argument("--codec", choices=("encodec", "mdct"), default="encodec",
+                   help="encodec: EnCodec 24 kHz with random weights (the headline); mdct: the "
+                        "weight-free codec (the issue-12 musical recipe)")
+    p.add_argument("--extra_flags", default="",
+                   help="more jaxaudio.train flags, after the headline's (e.g. '--num_layers 4')")
+    p.add_argument("--memory_report", default=None,
+                   help="dump XLA's buffer assignment of the step into this folder and add its "
+                        "largest live buffers to the record")
     p.add_argument("--out", default=None, help="also append the JSON line to this file")
     p.add_argument("--profile_dir", default=None,
                    help="after timing, trace 2 more steps with jax.profiler into this folder "
@@ -126,6 +144,9 @@ def main() -> None:
     a = p.parse_args()
     if not a.default_xla_flags:
         configure_gpu_flags()
+    if a.memory_report:  # before jax starts a backend
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + f" --xla_dump_to="
+                                   f"{a.memory_report} --xla_dump_hlo_module_re=.*train_step.*")
 
     import jax
     import jax.numpy as jnp
@@ -154,20 +175,26 @@ def main() -> None:
     if a.matmul_precision == "highest":
         jax.config.update("jax_default_matmul_precision", "highest")
 
-    flags = list(HEADLINE) + (ORIGINAL_VARIANT if a.variant == "original" else [])
+    flags = list(HEADLINE if a.config == "headline" else MUSICAL)
+    flags += ORIGINAL_VARIANT if a.variant == "original" else []
+    if a.agent != "masking":
+        i = flags.index("--use_creative_agent")
+        flags[i:i + 2] = ["--creative_agent", a.agent] if a.agent != "none" else []
     flags += ["--batch_size", str(a.batch_per_device), "--precision", a.precision,
-              "--codec_precision", a.codec_precision, "--codec", "mdct"]
+              "--codec_precision", a.codec_precision, "--codec", "mdct"] + a.extra_flags.split()
     codec_kw = {}
     if a.small:
         flags += ["--encoding_dim", "32", "--num_layers", "1", "--nhead", "2"]
         codec_kw = dict(n_filters=2, dimension=32, ratios=(4, 2), lstm=1)
         a.clip_seconds, a.steps, a.warmup = 0.2, 3, 1
     cfg = parse_config(flags)
-    codec = make_codec("encodec", random_seed=0, **codec_kw)
+    codec = (make_codec("encodec", random_seed=0, **codec_kw) if a.codec == "encodec"
+             else make_codec("mdct", encoding_dim=cfg.encoding_dim))
     devices = jax.devices()[: a.devices]
     mesh = build_mesh(devices)
     model = build_model(cfg)
     state, statics = init_state(cfg, model, build_discriminator(cfg))
+    steps_params = state.params
     state = replicate(state, mesh)
     codec_graphdef, codec_state = nnx.split(codec)
     codec_state = replicate(codec_state, mesh)
@@ -206,7 +233,9 @@ def main() -> None:
     lstm_products = ("bfloat16" if a.codec_precision == "bf16" and a.semantics == "cached"
                      else recurrent_products())
     record = {
-        "case": "train_step_headline" + ("_small" if a.small else ""),
+        "case": f"train_step_{a.config}" + ("_small" if a.small else ""), "agent": a.agent,
+        "codec": a.codec, "extra_flags": a.extra_flags, "parameters": int(sum(
+            x.size for x in jax.tree.leaves(steps_params))),
         "semantics": a.semantics, "variant": a.variant, "call": a.call, "device": devices[0].device_kind, "devices": len(devices),
         "batch_per_device": a.batch_per_device, "global_batch": b, "clip_seconds": a.clip_seconds,
         "frames": t, "precision": a.precision, "codec_precision": a.codec_precision,
@@ -237,9 +266,12 @@ def main() -> None:
         step_bytes = (mem.argument_size_in_bytes + mem.output_size_in_bytes
                       + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
         step_gib = step_bytes / 2**30
+    if mem is not None:
+        record["temp_gib"] = round(mem.temp_size_in_bytes / 2**30, 3)
+    if a.memory_report:
+        record["largest_buffers"] = largest_buffers(Path(a.memory_report))
     if a.memory_only:
-        record.update({"step_memory_gib": None if step_gib is None else round(step_gib, 3),
-                       "temp_gib": None if mem is None else round(mem.temp_size_in_bytes / 2**30, 3)})
+        record.update({"step_memory_gib": None if step_gib is None else round(step_gib, 3)})
         emit(record, a.out)
         return
     cost = compiled.cost_analysis()
@@ -297,6 +329,17 @@ def main() -> None:
         "loss": float(metrics["loss"]),
     })
     emit(record, a.out)
+
+
+def largest_buffers(folder: Path, top: int = 25) -> list[str]:
+    """The first lines of XLA's memory-usage report of the train step (buffers by size, with
+    the shapes of the values that share each one)."""
+    reports = sorted(folder.glob("*train_step*memory-usage-report.txt"),
+                     key=lambda f: f.stat().st_mtime)
+    if not reports:
+        return []
+    lines = reports[-1].read_text().splitlines()
+    return [line[:300] for line in lines[: top + 4]]
 
 
 def emit(record: dict, out: str | None) -> None:
