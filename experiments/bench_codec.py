@@ -1,11 +1,10 @@
-"""Throughput of the full-size EnCodec SEANet in JAX (both LSTM paths) and in the PyTorch
-``encodec`` package, on the same device in the same run.
+"""Throughput of the full-size EnCodec SEANet in JAX and in the PyTorch ``encodec`` package, on
+the same device in the same run.
 
 Cases, each jitted (JAX) and timed after warm-up as the median of ``--runs`` runs:
 ``encode`` (forward), ``decode`` (forward), ``decode_fwd_bwd`` (the gradient w.r.t. the latents
 of ``sum(decode(z) * R)``, the training step's path). One JSON line per case with milliseconds
-per call and seconds of audio per second. Also: the largest difference between the
-``lax.scan`` and cuDNN LSTM paths (LSTM alone and whole decode), and, with torch, between
+per call and seconds of audio per second. Also, with torch, the largest difference between
 JAX and PyTorch on the same weights.
 
 The model is the 24 kHz configuration (n_filters 32, ratios 8-5-4-2, 2 LSTM layers) with
@@ -78,8 +77,6 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--precision", default=None, help="JAX conv/matmul precision (default: XLA's)")
     parser.add_argument("--no-torch", action="store_true")
-    parser.add_argument("--impls", nargs="+", default=None, choices=("scan", "cudnn"),
-                        help="JAX LSTM paths to time (default: scan, and cudnn where available)")
     args = parser.parse_args()
     if args.small:
         args.batch, args.samples, args.runs, args.warmup = 1, 9600, 3, 1
@@ -89,14 +86,12 @@ def main() -> None:
     from flax import nnx
 
     from jaxaudio.codecs import make_codec
-    from jaxaudio.codecs.encodec import cudnn_lstm_available, encodec_from_state_dict
+    from jaxaudio.codecs.encodec import encodec_from_state_dict
 
     dev = jax.devices()[0]
     device = f"{dev.platform}:{getattr(dev, 'device_kind', '')}"
     tmodel, tdevice = (None, None) if args.no_torch else torch_model(args.small)
-    impls = args.impls or (["scan"] + (["cudnn"] if cudnn_lstm_available() else []))
-    if "scan" not in impls:
-        impls = ["scan"] + impls
+    impls = ["scan"]
     b, n = args.batch, args.samples
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal((b, 1, n))).astype(np.float32)
@@ -105,18 +100,15 @@ def main() -> None:
     for impl in impls:
         if tmodel is not None:
             state = {k: v.detach().cpu().numpy() for k, v in tmodel.state_dict().items()}
-            codecs[impl] = encodec_from_state_dict(state, lstm_impl=impl, precision=args.precision, source="torch")
+            codecs[impl] = encodec_from_state_dict(state, precision=args.precision, source="torch")
         else:
-            codecs[impl] = make_codec("encodec", random_seed=0, lstm_impl=impl, precision=args.precision)
+            codecs[impl] = make_codec("encodec", random_seed=0, precision=args.precision)
     hop, sr = codecs["scan"].hop_length, codecs["scan"].sample_rate
     t = -(-n // hop)
     latent = rng.standard_normal((b, codecs["scan"].dim, t)).astype(np.float32)
     r = rng.standard_normal((b, 1, t * hop)).astype(np.float32)
     audio_s = b * n / sr
-    from jaxaudio.codecs.encodec.conv import conv_form
-
-    common = dict(batch=b, samples=n, frames=t, device=device, precision=args.precision,
-                  codec_conv=conv_form())
+    common = dict(batch=b, samples=n, frames=t, device=device, precision=args.precision)
 
     outputs = {}
     for impl, codec in codecs.items():
@@ -140,20 +132,6 @@ def main() -> None:
             emit(case=case, impl=f"jax-{impl}", ms=round(ms, 3), ms_min=round(ms_min, 3),
                  audio_s_per_s=round(audio_s / (ms / 1e3), 1), first_call_s=round(compile_s, 2), **common)
         outputs[impl] = (np.asarray(enc(state, x)), np.asarray(dec(state, z)), np.asarray(bwd(state, z, rr)[1]))
-
-    if "cudnn" in codecs:
-        from jaxaudio.codecs.encodec.lstm import SLSTM
-
-        lstm_scan = codecs["scan"].decoder.layers[1]
-        lstm_cudnn = codecs["cudnn"].decoder.layers[1]
-        assert isinstance(lstm_scan, SLSTM) and isinstance(lstm_cudnn, SLSTM)
-        h = jax.device_put(rng.standard_normal((b, t, lstm_scan.dimension)).astype(np.float32), dev)
-        ys = np.asarray(jax.jit(lambda a: lstm_scan(a))(h))
-        yc = np.asarray(jax.jit(lambda a: lstm_cudnn(a))(h))
-        emit(case="lstm_scan_vs_cudnn", lstm_max_abs=float(np.max(np.abs(ys - yc))), lstm_rel=rel_diff(yc, ys),
-             encode_rel=rel_diff(outputs["cudnn"][0], outputs["scan"][0]),
-             decode_rel=rel_diff(outputs["cudnn"][1], outputs["scan"][1]),
-             grad_rel=rel_diff(outputs["cudnn"][2], outputs["scan"][2]), **common)
 
     if tmodel is not None:
         ref = time_torch(tmodel, tdevice, audio, latent, r, args.runs, args.warmup, audio_s, common)

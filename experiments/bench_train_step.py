@@ -154,14 +154,10 @@ def main() -> None:
     from flax import nnx
 
     from jaxaudio.codecs import make_codec
-    from jaxaudio.codecs.encodec.conv import conv_form
-    from jaxaudio.codecs.encodec.lstm import (lstm_grad_mode, lstm_step_form, recurrent_products,
-                                              resolve_lstm_impl, scan_unroll)
-    from jaxaudio.nn import flash_attention as flash
+    from jaxaudio.codecs.encodec.lstm import recurrent_products, scan_unroll
     from jaxaudio.nn.attention import record_routes
-    from jaxaudio.runtime import env_choice
     from jaxaudio.training.cli import parse_config
-    from jaxaudio.training.setup import build_discriminator, build_mesh, build_model, replicate
+    from jaxaudio.training.builders import build_discriminator, build_mesh, build_model, replicate
     from jaxaudio.training.state import init_state
     from jaxaudio.training.step import Steps
 
@@ -242,15 +238,8 @@ def main() -> None:
         "matmul_precision": a.matmul_precision,
         "attention": {f"width {d} {dt} x{n}": route for (dt, d, route), n
                       in sorted(collections.Counter(routes).items())},
-        "lstm": resolve_lstm_impl("auto"),
         "lstm_products": lstm_products,
         "lstm_unroll": scan_unroll(lstm_products),
-        "lstm_grad": lstm_grad_mode(),
-        "lstm_step": lstm_step_form(),
-        "codec_conv": conv_form(),
-        "flash_forms": {"width": env_choice(flash.WIDTH_ENV, flash.WIDTH_FORMS),
-                        "dq": env_choice(flash.DQ_ENV, flash.DQ_FORMS),  # auto: by width
-                        "tiles": os.environ.get(flash.TILES_ENV, "")},
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "compile_s": round(compile_s, 2), "compilation_cache": a.compilation_cache_dir,
         "cache_entries_before": cache_entries, "jax": jax.__version__,
