@@ -1,4 +1,5 @@
-"""Process-wide JAX settings of a training run: the persistent compilation cache and GPU flags.
+"""Process-wide JAX settings of a training run: the persistent compilation cache, GPU flags and
+the multi-host start (:func:`initialize_distributed`).
 
 Call :func:`setup_runtime` once at the start of a run, before the first step is traced or any
 device is touched:
@@ -18,6 +19,7 @@ Without it, JAX's own ``JAX_COMPILATION_CACHE_DIR``, when set, is used as JAX re
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import jax
@@ -29,14 +31,11 @@ _OFF = ("0", "off", "false", "no", "none")
 GPU_COMMAND_BUFFER_FLAG = "--xla_gpu_enable_command_buffer=FUSION,CUBLAS,CUBLASLT,CUSTOM_CALL"
 
 
-def env_choice(name: str, choices: tuple[str, ...]) -> str:
-    """A performance switch read from the environment variable ``name``: one of ``choices``
-    (case and surrounding spaces ignored), ``choices[0]`` when unset or empty; anything else
-    is a ``ValueError`` that names the variable and the allowed values."""
-    raw = os.environ.get(name, "").strip().lower() or choices[0]
-    if raw not in choices:
-        raise ValueError(f"{name} must be one of {choices}, got {raw!r}")
-    return raw
+def cudnn_command_buffers_off(xla_flags: str | None = None) -> bool:
+    """True when ``XLA_FLAGS`` keeps cuDNN calls out of XLA's command buffers."""
+    flags = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
+    m = re.findall(r"--xla_gpu_enable_command_buffer=(\S*)", flags)
+    return bool(m) and "CUDNN" not in m[-1].upper().split(",")
 
 
 def _backends_started() -> bool:
@@ -52,8 +51,6 @@ def configure_gpu_flags() -> bool:
     Returns True when ``XLA_FLAGS`` now keeps cuDNN out of command buffers. Harmless on CPU
     (the flag is GPU-only). Too late once a backend has started: then nothing changes.
     """
-    from jaxaudio.nn.attention import cudnn_command_buffers_off
-
     flags = os.environ.get("XLA_FLAGS", "")
     if "--xla_gpu_enable_command_buffer" not in flags and not _backends_started():
         os.environ["XLA_FLAGS"] = (flags + " " + GPU_COMMAND_BUFFER_FLAG).strip()
@@ -92,3 +89,29 @@ def setup_runtime(run_dir: str | os.PathLike | None) -> dict:
     cache = enable_compilation_cache(run_dir)
     return {"compilation_cache": None if cache is None else str(cache),
             "cudnn_out_of_command_buffers": configure_gpu_flags()}
+
+
+def initialize_distributed() -> bool:
+    """Start multi-host JAX when the environment describes several processes.
+
+    Explicit variables (``JAX_COORDINATOR_ADDRESS``, ``JAX_NUM_PROCESSES``, ``JAX_PROCESS_ID``)
+    win; otherwise a SLURM job step with several tasks is detected and JAX reads SLURM's own
+    variables. Returns whether several processes are now running. Must run before any JAX
+    computation.
+    """
+    addr = os.environ.get("JAX_COORDINATOR_ADDRESS")
+    if addr:
+        try:
+            n = int(os.environ["JAX_NUM_PROCESSES"])
+            pid = int(os.environ["JAX_PROCESS_ID"])
+        except (KeyError, ValueError) as e:
+            raise RuntimeError("JAX_COORDINATOR_ADDRESS is set: JAX_NUM_PROCESSES and "
+                               "JAX_PROCESS_ID must be integers too") from e
+        if n > 1:
+            jax.distributed.initialize(coordinator_address=addr, num_processes=n, process_id=pid)
+    elif (int(os.environ.get("SLURM_NTASKS", "1")) > 1
+          and all(v in os.environ for v in ("SLURM_JOB_ID", "SLURM_STEP_NODELIST",
+                                             "SLURM_PROCID", "SLURM_LOCALID"))):
+        # Inside an srun job step of several tasks (not merely a multi-task allocation).
+        jax.distributed.initialize()
+    return jax.process_count() > 1

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from jaxaudio.data.durable import atomic_path, atomic_write_text
+from jaxaudio.data.atomic_files import atomic_path, atomic_write_text
 
 
 def test_written_file_appears_whole_with_a_normal_mode(tmp_path):

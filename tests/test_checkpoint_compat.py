@@ -26,7 +26,7 @@ def checkpoint(tmp_path) -> Path:
 def test_model_loads_with_the_same_output(checkpoint):
     import jax.numpy as jnp
 
-    from jaxaudio.training.setup import load_trained_model
+    from jaxaudio.training.builders import load_trained_model
 
     model, cfg, meta = load_trained_model(checkpoint / "best_model")
     assert meta["step"] == 2 and cfg.encoding_dim == 16
@@ -52,3 +52,23 @@ def test_generate_and_evaluate_run_on_it(checkpoint, tmp_path):
     assert evaluate.main(["--checkpoint", str(checkpoint / "best_model"), "--num_pairs", "1",
                           "--duration", "0.3", "--output_json",
                           str(tmp_path / "e.json")]) == 0
+
+
+def test_saved_agent_booleans_read_as_the_agent_name(caplog):
+    """Configurations saved before ``--creative_agent`` was the one agent setting carried the
+    original's two booleans; they are read as the agent's name, with a line saying so."""
+    import json
+    import logging
+
+    from jaxaudio.training.config import TrainConfig
+
+    meta = ASSET / "best_model" / "epoch_1" / "meta" / "metadata"
+    saved = json.loads(meta.read_text())["config"]
+    assert "use_creative_agent" in saved  # written by 241be37
+    with caplog.at_level(logging.INFO):
+        assert TrainConfig.from_dict(saved).creative_agent is None
+        compositional = TrainConfig.from_dict({**saved, "use_compositional_agent": True})
+    assert compositional.creative_agent == "compositional" and compositional.agent == "compositional"
+    assert "use_compositional_agent=true read as creative_agent=compositional" in caplog.text
+    # the variant defaults the earlier version left at None are filled as it meant them
+    assert compositional.disc_lr == 0.5 * saved["lr"] and compositional.min_lr == 0.01 * saved["lr"]

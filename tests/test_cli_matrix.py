@@ -30,7 +30,7 @@ from jaxaudio.training.checkpoint import read_meta
 
 # agent, GAN, fixed mask, cascade update, data, codec, devices, extra flags
 ROWS = [
-    ("none", "off", "none", "gain", "cached", "mdct", 1, ["--num_transformer_layers", "1"]),
+    ("none", "off", "none", None, "cached", "mdct", 1, ["--num_transformer_layers", "1"]),
     ("none", "original", "frequency", "additive", "raw", "mdct", 4, []),
     ("none", "stable", "spectral", "gain", "cached", "encodec", 1,
      ["--precision", "bf16", "--codec_precision", "bf16"]),
@@ -53,8 +53,8 @@ SMALL_COMPOSER = "component_dim=8,composer_layers=1,composer_heads=2"
 
 def row_id(row) -> str:
     agent, gan, mask, update, data, codec, devices, extra = row
-    return f"{agent}-gan_{gan}-mask_{mask}-{update}-{data}-{codec}-{devices}dev" + "".join(
-        f"-{flag[2:]}_{value}" for flag, value in zip(extra[::2], extra[1::2]))
+    return (f"{agent}-gan_{gan}-mask_{mask}-{update or 'no_cascade'}-{data}-{codec}-{devices}dev"
+            + "".join(f"-{flag[2:]}_{value}" for flag, value in zip(extra[::2], extra[1::2])))
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +85,10 @@ def flags_of(row, dataset: Path, ckpt: Path, encodec_weights: Path) -> list[str]
              "--loss_weight_input", "0.3", "--loss_weight_target", "0.3",
              "--loss_weight_spectral", "0.01", "--corr_weight", "0.5", "--epochs", "1",
              "--save_every", "1", "--log_samples", "0", "--quality_clips", "0", "--no_mlflow",
-             "--seed", "7", "--mask_type", mask, "--cascade_update", update,
+             "--seed", "7", "--mask_type", mask,
              "--use_cache", str(data == "cached").lower(), "--codec", codec]
+    if update is not None:
+        flags += ["--cascade_update", update]
     if codec == "encodec":
         flags += ["--codec_weights", str(encodec_weights)]
     if agent != "none":

@@ -1,5 +1,5 @@
 """Fault injection: SIGKILL at fixed points (``JAXAUDIO_FAULT``, see
-``jaxaudio.data.durable.fault_point``) during a checkpoint save, a cache build and the
+``jaxaudio.data.atomic_files.fault_point``) during a checkpoint save, a cache build and the
 built-in dataset build; tampered caches and checkpoints; bad flag values. Each recovery is
 shown exact against an untroubled run, and each error by its exact message and exit code."""
 
@@ -156,8 +156,8 @@ def test_damaged_checkpoint_is_named_in_train_and_generate(dataset, reference, t
     assert main(["--dataset_folder", str(dataset), "--cache_dir", str(reference / "cache"),
                  "--checkpoint_dir", str(tmp_path / "ck"), "--epochs", "2", *TINY,
                  "--resume", str(ck)]) == 2
-    why = ("(truncated or overwritten)" if damage == "truncated"
-           else "does not match the checksum made when it was written (garbled)")
+    why = ("(truncated, overwritten or edited)" if damage == "truncated"
+           else "does not match the checksum made when it was written (edited or garbled)")
     err = capsys.readouterr().err
     assert err.startswith(f"error: {f}: damaged checkpoint: this file ") and why in err, err
     assert len(err.strip().splitlines()) == 1

@@ -75,13 +75,15 @@ def test_flash_matches_the_explicit_route_with_the_same_masks(rate, tq, tk, head
 
 @pytest.mark.parametrize("fwd,bwd", [((32, 4, 2), (128, 4, 1)), ((128, 8, 3), (16, 2, 2))])
 def test_each_pass_takes_its_own_tiles(monkeypatch, built, fwd, bwd):
-    """Forward and backward with different blocks (frames padded to both), set through
-    JAXAUDIO_FLASH_TILES: the same output and gradients as the explicit route, and the tiles
-    the kernels were built with are the ones asked for."""
-    monkeypatch.setenv(flash.TILES_ENV, f"fwd:32={'x'.join(map(str, fwd))},"
-                                        f"bwd:32={'x'.join(map(str, bwd))}")
+    """Forward and backward with different blocks (frames padded to both), from the table of
+    tiles: the same output and gradients as the explicit route, and the tiles the kernels were
+    built with are the table's."""
+    monkeypatch.setitem(flash.TILES, ("fwd", 32), fwd)
+    monkeypatch.setitem(flash.TILES, ("bwd", 32), bwd)
     assert flash.tiles(32, "fwd") == fwd and flash.tiles(32, "bwd") == bwd
     assert flash.tiles(64, "bwd") == flash.DEFAULT_TILES
+    with pytest.raises(ValueError, match="kind"):
+        flash.tiles(64, "backward")
     q, k, v, g = _qkv((2, 100, 1, 32), (2, 100, 1, 32), seed=3)
     key = jax.random.key(5)
     fl = lambda q, k, v: flash.flash_attention(q, k, v, rate=0.3, key=key, interpret=True)
@@ -101,30 +103,27 @@ def test_each_pass_takes_its_own_tiles(monkeypatch, built, fwd, bwd):
 
 
 def test_head_chunks():
-    assert flash.head_chunks(48, "split") == (32, 16)  # the cascade's second stage
-    assert flash.head_chunks(32, "split") == (32,)
-    assert flash.head_chunks(12, "split") == (16,)
-    assert flash.head_chunks(100, "split") == (64, 32, 16)  # 112 = 64 + 32 + 16
-    assert flash.head_chunks(256, "split") == (256,)
-    assert flash.head_chunks(48, "pad") == (64,)
-    assert flash.head_chunks(12, "pad") == (16,)
+    assert flash.head_chunks(48) == (32, 16)  # the cascade's second stage
+    assert flash.head_chunks(32) == (32,)
+    assert flash.head_chunks(12) == (16,)
+    assert flash.head_chunks(96) == (64, 32)  # the musical recipe's second stage
+    assert flash.head_chunks(100) == (64, 32, 16)  # 112 = 64 + 32 + 16
+    with pytest.raises(ValueError, match="head width 128 must be in"):
+        q = jnp.zeros((1, 8, 1, 128))
+        flash.flash_attention(q, q, q, interpret=True)
 
 
-def test_auto_takes_dq_partials_for_narrow_chunks_and_short_sequences_only(monkeypatch, built):
-    monkeypatch.delenv(flash.DQ_ENV, raising=False)
+def test_dq_partials_for_narrow_chunks_and_short_sequences_only(monkeypatch, built):
     assert flash.dq_form((32,), 19) == "partials"  # 1200 frames in 64-frame blocks
     assert flash.dq_form((32, 16), 19) == "partials"  # the cascade's second stage, split
-    assert flash.dq_form((64,), 19) == "recompute"  # the masking agent's heads, or 48 padded
+    assert flash.dq_form((64,), 19) == "recompute"  # the masking agent's heads
     # long sequences recompute: the partials' buffer grows with the square of the frames
     assert flash.dq_form((32,), flash.PARTIALS_MAX_SLOTS) == "partials"
     assert flash.dq_form((32,), flash.PARTIALS_MAX_SLOTS + 1) == "recompute"
-    assert flash.dq_form((64,), 19, "partials") == "partials"
-    monkeypatch.setenv(flash.DQ_ENV, "recompute")
-    assert flash.dq_form((32,), 19) == "recompute"
     # flash_attention counts the slots it runs: 16-frame blocks, 512 and 528 frames (traced
     # only) give a dQ buffer of 32 slots, then the recomputing form's plain dQ
-    monkeypatch.delenv(flash.DQ_ENV)
-    monkeypatch.setenv(flash.TILES_ENV, "fwd:16=16x1x1,bwd:16=16x1x1")
+    monkeypatch.setitem(flash.TILES, ("fwd", 16), (16, 1, 1))
+    monkeypatch.setitem(flash.TILES, ("bwd", 16), (16, 1, 1))
     for frames in (512, 528):
         q = jnp.zeros((1, frames, 1, 16))
         jax.eval_shape(jax.grad(lambda q: jnp.sum(flash.flash_attention(q, q, q, interpret=True))),
@@ -133,13 +132,13 @@ def test_auto_takes_dq_partials_for_narrow_chunks_and_short_sequences_only(monke
     assert dq_shapes == [(32, 1, 512, 1, 16), (1, 528, 1, 16)]
 
 
-@pytest.mark.parametrize("width_form,dq_form", [("split", "recompute"), ("pad", "partials"),
-                                                ("pad", "recompute"), ("split", "partials")])
-def test_every_form_matches_the_explicit_route(monkeypatch, built, width_form, dq_form):
-    """Each width form and dQ form at widths 48 and 32 with dropout: the explicit route's
-    output and gradients, and the kernels take the chunks and the dQ buffer the forms name."""
-    monkeypatch.setenv(flash.WIDTH_ENV, width_form)
-    monkeypatch.setenv(flash.DQ_ENV, dq_form)
+@pytest.mark.parametrize("dq_form", ["partials", "recompute"])
+def test_both_dq_forms_match_the_explicit_route(monkeypatch, built, dq_form):
+    """Each dQ form at widths 48 (run as 32 + 16) and 32 with dropout: the explicit route's
+    output and gradients, and the kernels take the chunks and the dQ buffer the form names.
+    Which form a width takes is dq_form's rule; here the rule's width limit is moved so that
+    both forms run at both widths."""
+    monkeypatch.setattr(flash, "PARTIALS_MAX_CHUNK", 64 if dq_form == "partials" else 0)
     key = jax.random.key(11)
     for d in (48, 32):
         built.clear()
@@ -155,7 +154,7 @@ def test_every_form_matches_the_explicit_route(monkeypatch, built, width_form, d
         np.testing.assert_allclose(out, ref, rtol=2e-5)
         for a, b in zip(grads, ref_grads):
             np.testing.assert_allclose(a, b, rtol=2e-5, atol=5e-5)
-        chunks = flash.head_chunks(d, width_form)
+        chunks = flash.head_chunks(d)
         shapes = {b["name"]: b["out_shapes"] for b in built}
         fwd_shapes, bwd_shapes = shapes["flash_attention_fwd"], shapes["flash_attention_bwd"]
         assert [s[-1] for s in fwd_shapes[:-1]] == list(chunks)  # one output per chunk
@@ -164,23 +163,6 @@ def test_every_form_matches_the_explicit_route(monkeypatch, built, width_form, d
         expect = [((slots, 2, 128, 2, w) if dq_form == "partials" else (2, 128, 2, w))
                   for w in chunks]
         assert dq_shapes == expect
-
-
-def test_bad_forms_name_the_variable(monkeypatch):
-    q, k, v, _ = _qkv((1, 8, 1, 16), (1, 8, 1, 16))
-    for name in (flash.WIDTH_ENV, flash.DQ_ENV):
-        monkeypatch.setenv(name, "fast")
-        with pytest.raises(ValueError, match=name):
-            flash.flash_attention(q, k, v, interpret=True)
-        monkeypatch.delenv(name)
-
-
-def test_bad_tiles_name_the_variable(monkeypatch):
-    monkeypatch.setenv(flash.TILES_ENV, "fwd:64=48x4x2")
-    with pytest.raises(ValueError, match=flash.TILES_ENV):
-        flash.tiles(64)
-    with pytest.raises(ValueError, match="kind"):
-        flash.tiles(64, "backward")
 
 
 def test_the_rematerialised_training_route_draws_the_same_masks():
@@ -265,22 +247,15 @@ def test_the_module_takes_the_kernel_on_a_gpu_and_draws_the_explicit_routes_mask
 
     from jaxaudio.nn import MultiheadAttention
 
-    monkeypatch.delenv(att.ATTENTION_ENV, raising=False)
     monkeypatch.setattr(att, "cudnn_attention_available", lambda: True)
     monkeypatch.setattr(att, "cudnn_command_buffers_off", lambda: True)
     assert att.attention_impl(jnp.float32, head_dim=16) == "pallas"
-    # widths the kernel zero-pads take it too (measured faster on an H200); wider ones cannot
+    # widths the kernel runs as chunks take it too (measured faster on an H200)
     assert att.attention_impl(jnp.float32, head_dim=48) == "pallas"
     assert att.attention_impl(jnp.float32, head_dim=96) == "pallas"
     # wider than any width run on a GPU: 256 asked an H100 for more shared memory than it has
     assert att.attention_impl(jnp.float32, head_dim=128) == "xla"
     assert att.attention_impl(jnp.float32, head_dim=256) == "xla"
-    assert att.attention_impl(jnp.float32, head_dim=264) == "xla"
-    monkeypatch.setenv(att.ATTENTION_ENV, "pallas")
-    assert att.attention_impl(jnp.float32, head_dim=48) == "pallas"
-    with pytest.raises(ValueError, match="head width 264"):
-        att.attention_impl(jnp.float32, head_dim=264)
-    monkeypatch.delenv(att.ATTENTION_ENV)
     assert att.attention_impl(jnp.bfloat16, head_dim=16) == "cudnn"
     monkeypatch.setattr(flash, "flash_attention",
                         functools.partial(flash.flash_attention, interpret=True))
@@ -295,7 +270,7 @@ def test_the_module_takes_the_kernel_on_a_gpu_and_draws_the_explicit_routes_mask
             return jax.jit(jax.value_and_grad(loss))(x)
 
     kernel = run()
-    monkeypatch.setenv(att.ATTENTION_ENV, "xla")
+    monkeypatch.setattr(att, "cudnn_attention_available", lambda: False)
     explicit = run()
     # the kernel's tiled online softmax vs the explicit one: round-off as in the first test
     chex.assert_trees_all_close(kernel, explicit, rtol=2e-5, atol=2e-5)

@@ -119,11 +119,11 @@ def test_discriminator_learning_rate_follows_the_generator_schedule():
     configurations saved before the flag existed meant fixed."""
     from jaxaudio.training.config import TrainConfig
 
-    assert TrainConfig(gan_weight=0.1).disc_lr_schedule_value == "follow"
-    assert TrainConfig(gan_weight=0.1, gan_variant="original").disc_lr_schedule_value == "fixed"
+    assert TrainConfig(gan_weight=0.1).disc_lr_schedule == "follow"
+    assert TrainConfig(gan_weight=0.1, gan_variant="original").disc_lr_schedule == "fixed"
     saved = {k: v for k, v in TrainConfig(gan_weight=0.1).__dict__.items()
              if k != "disc_lr_schedule"}
-    assert TrainConfig.from_dict(saved).disc_lr_schedule_value == "fixed"
+    assert TrainConfig.from_dict(saved).disc_lr_schedule == "fixed"
 
     disc = _disc()
     graphdef, params, rest = nnx.split(disc, nnx.Param, ...)
@@ -143,7 +143,7 @@ def test_discriminator_learning_rate_follows_the_generator_schedule():
 
 def test_disc_dropout_flag_reaches_the_discriminator():
     from jaxaudio.training.config import TrainConfig
-    from jaxaudio.training.setup import build_discriminator
+    from jaxaudio.training.builders import build_discriminator
 
     x = jax.random.normal(jax.random.key(0), (2, 128, 24))
     for dropout, same in ((0.0, True), (0.3, False)):
@@ -299,7 +299,7 @@ def test_the_step_raises_the_noise_while_the_discriminator_wins_and_carries_it_i
     the direction of the discriminator's accuracy against the target, and the stable GAN has
     the controller on by default (off for the original's GAN and with --disc_target_acc 0)."""
     cfg, state, steps, batch, cs = _gan_step_setup(["--disc_noise_rate", "0.25"])
-    assert cfg.disc_target_acc_value == 0.7 and steps.noise_control
+    assert cfg.disc_target_acc == 0.7 and steps.noise_control
     assert float(state.disc_noise) == 0.0
     for i in range(3):
         p = float(state.disc_noise)

@@ -33,13 +33,13 @@ TINY = ["--builtin", "--encoding_dim", "32", "--nhead", "2", "--num_layers", "1"
 
 def save_tiny_checkpoint(directory: Path, flags: list[str]) -> Path:
     """A jaxaudio checkpoint of freshly initialised weights, as the trainer writes it."""
-    from jaxaudio.training import setup
+    from jaxaudio.training import builders
     from jaxaudio.training.checkpoint_manager import RunCheckpoints
     from jaxaudio.training.cli import parse_config
     from jaxaudio.training.state import init_state
 
     cfg = parse_config(flags)
-    state, _ = init_state(cfg, setup.build_model(cfg), setup.build_discriminator(cfg))
+    state, _ = init_state(cfg, builders.build_model(cfg), builders.build_discriminator(cfg))
     meta = {"config": cfg.to_dict(), "epoch": 0, "position": {}, "step": 0,
             "best_val_loss": None, "patience_counter": 0, "scheduler": {},
             "gan_curriculum_counter": 0, "partial_metrics": None, "mlflow_run_id": None}

@@ -1,7 +1,7 @@
 """EnCodec's LSTM with float16 operands for its recurrent products (the GPU's default at TF32),
-on the CPU where they can be forced: their arithmetic against the float32 scan, the backward's
-cotangent scaling, the switch's resolution, the weights' range check, and parity on the
-EnCodec fixture."""
+on the CPU where the tests force them: their arithmetic against the float32 scan, the
+backward's cotangent scaling, the choice by device and precision, the weights' range check,
+and parity on the EnCodec fixture."""
 
 import jax
 import jax.numpy as jnp
@@ -10,8 +10,9 @@ import pytest
 from flax import nnx
 
 from jaxaudio.codecs.encodec import encodec_from_state_dict
-from jaxaudio.codecs.encodec.lstm import (F16_MAX, PRODUCTS_ENV, SLSTM, lstm_scan,
-                                          recurrent_products, scan_unroll)
+from jaxaudio.codecs.encodec import lstm_scan as scan_module
+from jaxaudio.codecs.encodec.lstm import (F16_MAX, SLSTM, lstm_scan, recurrent_products,
+                                          scan_unroll)
 from tests.fixtures import assert_grad_close, assert_output_close, load_fixture
 from tests.jaxprs import eqns
 
@@ -107,11 +108,14 @@ def test_float16_backward_on_zero_cotangents_is_zero():
     assert bool(jnp.all(g == 0.0))
 
 
-def test_products_switch_resolution(monkeypatch):
-    """auto: float32 on the CPU; on a GPU float16 exactly where float32 products run at TF32;
-    a forced form wins; a bad value names the variable; autodiff keeps float32 and refuses a
-    forced float16 (its backward would meet unscaled cotangents)."""
-    monkeypatch.delenv(PRODUCTS_ENV, raising=False)
+def _force_float16(monkeypatch):
+    """What a GPU at TF32 chooses, on the CPU: float16 operands for the recurrent products."""
+    monkeypatch.setattr(scan_module, "recurrent_products", lambda precision=None: "float16")
+
+
+def test_products_choice_by_device_and_precision(monkeypatch):
+    """float32 on the CPU; on a GPU float16 exactly where float32 products run at TF32; the
+    choice reaches the scan; a bad explicit form is refused."""
     assert recurrent_products() == recurrent_products("highest") == "float32"  # CPU
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
     assert recurrent_products() == recurrent_products("default") == "float16"
@@ -122,27 +126,20 @@ def test_products_switch_resolution(monkeypatch):
     with jax.default_matmul_precision("highest"):
         assert recurrent_products() == "float32"
     assert scan_unroll("float16") == 16 and scan_unroll("float32") == 8
-    monkeypatch.setenv(PRODUCTS_ENV, "float32")
-    assert recurrent_products() == "float32"
     monkeypatch.setattr(jax, "default_backend", lambda: "cpu")
-    monkeypatch.setenv(PRODUCTS_ENV, "float16")
-    assert recurrent_products() == "float16"
     rng = np.random.default_rng(2)
     layers = _layers(rng, 2, 8)
     x = jnp.asarray(rng.standard_normal((5, 2, 8)), jnp.float32)
-    # the environment's float16 reaches the scan; autodiff falls back to float32 unless forced
-    assert ("float16", "float16") in _dot_operand_dtypes(lambda x: lstm_scan(x, layers, None, 2), x)
     assert ("float16", "float16") not in _dot_operand_dtypes(
-        lambda x: lstm_scan(x, layers, None, 2, "autodiff"), x)
-    with pytest.raises(ValueError, match="recompute"):
-        lstm_scan(x, layers, None, 2, "autodiff", products="float16")
-    monkeypatch.setenv(PRODUCTS_ENV, "half")
-    with pytest.raises(ValueError, match=PRODUCTS_ENV):
-        recurrent_products()
+        lambda x: lstm_scan(x, layers, None, 2), x)
+    _force_float16(monkeypatch)
+    assert ("float16", "float16") in _dot_operand_dtypes(lambda x: lstm_scan(x, layers, None, 2), x)
+    with pytest.raises(ValueError, match="products must be one of"):
+        lstm_scan(x, layers, None, 2, products="half")
 
 
 def test_slstm_keeps_float32_products_for_weights_outside_float16(monkeypatch):
-    monkeypatch.setenv(PRODUCTS_ENV, "float16")
+    _force_float16(monkeypatch)
     lstm = SLSTM(8, rngs=nnx.Rngs(0))
     x = jnp.ones((2, 5, 8), jnp.float32)
     assert lstm.float16_range and lstm.check_float16_range()
@@ -162,7 +159,7 @@ def test_fixture_decode_with_float16_products(monkeypatch):
     codec = encodec_from_state_dict(fx.group("param"), source="encodec_seanet.npz")
     lstms = [m for _, m in nnx.iter_graph(codec) if isinstance(m, SLSTM)]
     assert lstms and all(m.float16_range for m in lstms)  # set from the loaded weights
-    monkeypatch.setenv(PRODUCTS_ENV, "float16")
+    _force_float16(monkeypatch)
     z, r = jnp.asarray(fx["in/latent"]), jnp.asarray(fx["in/R"])
     dec = jax.jit(lambda z: codec.decode(z))(z)
     assert_output_close(dec, fx["out/decoded_latent"], "decoded_latent (float16 products)")

@@ -10,7 +10,7 @@ from flax import nnx
 
 from jaxaudio.nn.transformer import TransformerEncoder, TransformerEncoderLayer
 from jaxaudio.training.cli import parse_config
-from jaxaudio.training.setup import build_discriminator, build_model
+from jaxaudio.training.builders import build_discriminator, build_model
 from jaxaudio.training.state import check_own_buffers, init_state
 
 

@@ -1,6 +1,6 @@
-"""The performance switches on the CPU, where they fall back: attention route selection, the
-LSTM scan's unroll and gradient, the codec's convolution forms, and the run's compilation
-cache / GPU flags helper."""
+"""The fast paths against their references on the CPU: attention route selection, the LSTM
+scan's unroll, recomputed gradient and step barrier, the codec's convolutions without padded
+copies, and the run's compilation cache / GPU flags helper."""
 
 import itertools
 
@@ -13,35 +13,34 @@ import pytest
 from flax import nnx
 
 from jaxaudio import runtime
-from jaxaudio.codecs.encodec.conv import CONV_ENV, SConv1d, SConvTranspose1d, conv_form
-from jaxaudio.codecs.encodec.lstm import (GRAD_ENV, STEP_ENV, UNROLL_ENV, lstm_grad_mode,
-                                          lstm_scan, lstm_step_form, scan_unroll)
+from jaxaudio.codecs.encodec.conv import SConv1d, SConvTranspose1d
+from jaxaudio.codecs.encodec.lstm import lstm_scan, scan_unroll
 from jaxaudio.nn import MultiheadAttention
-from jaxaudio.nn.attention import ATTENTION_ENV, attention_impl, cudnn_command_buffers_off
+from jaxaudio.nn import attention as att
+from jaxaudio.runtime import cudnn_command_buffers_off
+from references import dilated_sconv_transpose1d, lstm_scan_autodiff, padded_sconv1d
 
 
-def test_attention_falls_back_to_the_float32_route_on_cpu(monkeypatch):
-    monkeypatch.delenv(ATTENTION_ENV, raising=False)
-    assert attention_impl(jnp.bfloat16, head_dim=16) == "xla"
-    assert attention_impl(jnp.float32, head_dim=16) == "xla"
-    # The bf16 module output on the CPU is the explicit route's, whatever the variable says.
+def test_attention_takes_the_float32_route_on_cpu():
+    assert att.attention_impl(jnp.bfloat16, head_dim=16) == "xla"
+    assert att.attention_impl(jnp.float32, head_dim=16) == "xla"
     mha = MultiheadAttention(16, 2, dropout=0.0, batch_first=True, rngs=nnx.Rngs(0))
     x = jax.random.normal(jax.random.key(1), (2, 5, 16))
-    ref, _ = mha(x, x, x)
-    monkeypatch.setenv(ATTENTION_ENV, "xla")
-    chex.assert_trees_all_close(mha(x, x, x)[0], ref, atol=0, rtol=0)
+    out, _ = mha(x, x, x)
+    chex.assert_shape(out, (2, 5, 16))
 
 
-def test_attention_env_is_checked(monkeypatch):
-    monkeypatch.setenv(ATTENTION_ENV, "flash2")
-    with pytest.raises(ValueError, match=ATTENTION_ENV):
-        attention_impl(jnp.bfloat16, head_dim=16)
-    for impl in ("cudnn", "pallas"):
-        monkeypatch.setenv(ATTENTION_ENV, impl)
-        with pytest.raises(ValueError, match=f"{ATTENTION_ENV}={impl} needs a CUDA GPU"):
-            attention_impl(jnp.float32, head_dim=16)
-    # need_weights always takes the explicit route (the weights must be materialised).
-    assert attention_impl(jnp.bfloat16, head_dim=16, need_weights=True) == "xla"
+def test_attention_routes_on_a_gpu(monkeypatch):
+    """By dtype and width, as a CUDA GPU would route them; need_weights always explicit."""
+    monkeypatch.setattr(att, "cudnn_attention_available", lambda: True)
+    monkeypatch.setattr(att, "cudnn_command_buffers_off", lambda: True)
+    assert att.attention_impl(jnp.bfloat16, head_dim=16) == "cudnn"
+    assert att.attention_impl(jnp.float32, head_dim=48) == "pallas"
+    assert att.attention_impl(jnp.float32, head_dim=128) == "xla"
+    assert att.attention_impl(jnp.bfloat16, head_dim=16, need_weights=True) == "xla"
+    # cuDNN's dropout state inside XLA's command buffers crashed: bf16 then stays explicit
+    monkeypatch.setattr(att, "cudnn_command_buffers_off", lambda: False)
+    assert att.attention_impl(jnp.bfloat16, head_dim=16) == "xla"
 
 
 def test_cudnn_command_buffer_flag_parsing():
@@ -55,7 +54,6 @@ def test_cudnn_command_buffer_flag_parsing():
 
 
 def test_lstm_unroll_matches_the_rolled_scan(monkeypatch):
-    monkeypatch.delenv(UNROLL_ENV, raising=False)
     assert scan_unroll() == 1  # CPU
     rng = np.random.default_rng(0)
     h = 8
@@ -71,24 +69,17 @@ def test_lstm_unroll_matches_the_rolled_scan(monkeypatch):
     chex.assert_trees_all_close(g(x, 8), g(x, 1), atol=1e-5)
     assert scan_unroll(jnp.bfloat16) == 1
     monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-    # on a GPU: 8 steps an iteration, 16 with bfloat16 products (a bf16 decode)
+    # on a GPU: 8 steps an iteration, 16 with bfloat16 or float16 products
     assert scan_unroll() == scan_unroll(jnp.float32) == 8
     assert scan_unroll(jnp.bfloat16) == scan_unroll(jnp.float16) == 16
-    monkeypatch.setenv(UNROLL_ENV, "4")
-    assert scan_unroll() == scan_unroll(jnp.bfloat16) == 4
-    monkeypatch.setenv(UNROLL_ENV, "0")
-    with pytest.raises(ValueError, match=UNROLL_ENV):
-        scan_unroll()
 
 
 @pytest.mark.parametrize("n_layers", [1, 2, 3])
-def test_lstm_recomputed_gradient_equals_autodiff(monkeypatch, n_layers):
+def test_lstm_recomputed_gradient_equals_autodiff(n_layers):
     """The scan's custom gradient (states kept, gates recomputed in one product, the reverse
-    recurrence as a scan) against JAX's autodiff of the same scan: for the input and for every
-    weight and bias, with idle wavefront steps (layers > 1) and an unroll that does not divide
-    the steps. Also its memory: less XLA temporary space than autodiff at the codec's size."""
-    monkeypatch.delenv(GRAD_ENV, raising=False)
-    assert lstm_grad_mode() == "recompute"
+    recurrence as a scan) against JAX's autodiff of the same scan (tests/references.py): for
+    the input and for every weight and bias, with idle wavefront steps (layers > 1) and an
+    unroll that does not divide the steps."""
     rng = np.random.default_rng(n_layers)
     h, t, b = 8, 13, 3
     layers = [tuple(jnp.asarray(0.4 * rng.standard_normal(s), jnp.float32)
@@ -97,21 +88,19 @@ def test_lstm_recomputed_gradient_equals_autodiff(monkeypatch, n_layers):
     x = jnp.asarray(rng.standard_normal((t, b, 5)), jnp.float32)
     ct = jnp.asarray(rng.standard_normal((t, b, h)), jnp.float32)
 
-    def grads(mode):
+    def grads(scan):
         def loss(x, ls):
-            y = lstm_scan(x, ls, "highest", 4, mode)
+            y = scan(x, ls)
             return jnp.sum(y * ct), y
         return jax.jit(jax.value_and_grad(loss, argnums=(0, 1), has_aux=True))(x, layers)
 
-    ((_, y_r), g_r), ((_, y_a), g_a) = grads("recompute"), grads("autodiff")
+    ((_, y_r), g_r) = grads(lambda x, ls: lstm_scan(x, ls, "highest", 4, products="float32"))
+    ((_, y_a), g_a) = grads(lambda x, ls: lstm_scan_autodiff(x, ls, "highest", 4))
     # the same forward, element by element (kept states change XLA's fusion: float32 round-off
     # apart; the scalar loss is a sum with cancellation, whose own round-off is larger)
     chex.assert_trees_all_close(y_r, y_a, rtol=1e-6, atol=1e-7)
     chex.assert_trees_all_close(g_r, g_a, rtol=1e-5, atol=1e-5)
     assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree.leaves(g_r))
-    monkeypatch.setenv(GRAD_ENV, "bogus")
-    with pytest.raises(ValueError, match=GRAD_ENV):
-        lstm_grad_mode()
 
 
 def _scan_primitives(jaxpr):
@@ -129,35 +118,18 @@ def _scan_primitives(jaxpr):
     return names
 
 
-def test_lstm_step_barrier(monkeypatch):
-    """Each forward step's states pass an optimisation barrier (so XLA cannot recompute earlier
-    steps' cells inside later ones on the GPU), only in the ``barrier`` form; both forms give
-    the same outputs and gradients (recomputed and autodiff) and the variable is checked."""
-    monkeypatch.delenv(STEP_ENV, raising=False)
-    assert lstm_step_form() == "barrier"
+def test_lstm_step_barrier():
+    """Each forward step's states pass an optimisation barrier, in the forward and in the
+    gradient's forward, so that XLA cannot recompute earlier steps' cells inside later ones on
+    the GPU."""
     rng = np.random.default_rng(3)
     h, t, b = 8, 12, 2
     layers = [tuple(jnp.asarray(0.4 * rng.standard_normal(s), jnp.float32)
                     for s in ((4 * h, h), (4 * h, h), (4 * h,), (4 * h,))) for _ in range(2)]
     x = jnp.asarray(rng.standard_normal((t, b, h)), jnp.float32)
-    for grad in ("recompute", "autodiff"):
-        loss = lambda step: (lambda x: jnp.sum(lstm_scan(x, layers, "highest", 4, grad, step) ** 2))
-        for fn in (lambda step: (lambda x: lstm_scan(x, layers, "highest", 4, grad, step)),
-                   lambda step: jax.grad(loss(step))):
-            barred = _scan_primitives(jax.make_jaxpr(fn("barrier"))(x))
-            fused = _scan_primitives(jax.make_jaxpr(fn("fused"))(x))
-            assert "optimization_barrier" in barred and "optimization_barrier" not in fused
-            # an optimisation barrier only changes what XLA fuses: an ulp or so of values < ~1
-            chex.assert_trees_all_close(jax.jit(fn("barrier"))(x), jax.jit(fn("fused"))(x),
-                                        rtol=1e-6, atol=1e-7)
-    default = _scan_primitives(jax.make_jaxpr(lambda x: lstm_scan(x, layers, "highest", 4))(x))
-    assert "optimization_barrier" in default
-    monkeypatch.setenv(STEP_ENV, "fused")
-    assert "optimization_barrier" not in _scan_primitives(
-        jax.make_jaxpr(lambda x: lstm_scan(x, layers, "highest", 4))(x))
-    monkeypatch.setenv(STEP_ENV, "unrolled")
-    with pytest.raises(ValueError, match=STEP_ENV):
-        lstm_scan(x, layers, "highest", 4)
+    fwd = lambda x: lstm_scan(x, layers, "highest", 4)
+    for fn in (fwd, jax.grad(lambda x: jnp.sum(fwd(x) ** 2))):
+        assert "optimization_barrier" in _scan_primitives(jax.make_jaxpr(fn)(x))
 
 
 def test_lstm_recomputed_gradient_needs_less_memory():
@@ -169,11 +141,12 @@ def test_lstm_recomputed_gradient_needs_less_memory():
     layers = [tuple(jnp.zeros(s, jnp.float32) for s in ((4 * h, h), (4 * h, h), (4 * h,), (4 * h,)))] * 2
     x = jax.ShapeDtypeStruct((t, b, h), jnp.float32)
 
-    def temp_mib(mode):
-        f = jax.jit(jax.grad(lambda x: jnp.sum(lstm_scan(x, layers, None, 8, mode))))
+    def temp_mib(scan):
+        f = jax.jit(jax.grad(lambda x: jnp.sum(scan(x))))
         return f.lower(x).compile().memory_analysis().temp_size_in_bytes / 2**20
 
-    assert temp_mib("autodiff") - temp_mib("recompute") > 150
+    recompute = temp_mib(lambda x: lstm_scan(x, layers, None, 8, products="float32"))
+    assert temp_mib(lambda x: lstm_scan_autodiff(x, layers, None, 8)) - recompute > 150
 
 
 @pytest.fixture
@@ -211,12 +184,11 @@ def test_gpu_flags_are_not_touched_once_a_backend_runs(monkeypatch):
     assert "command_buffer" not in runtime.os.environ["XLA_FLAGS"]
 
 
-def _both_forms(monkeypatch, module, x):
-    """(padded, unpadded) outputs and input gradients of ``module`` at ``x``."""
+def _against(reference, module, x):
+    """(reference, fast) outputs and input gradients of ``module`` at ``x``."""
     out = []
-    for form in ("padded", "unpadded"):
-        monkeypatch.setenv(CONV_ENV, form)
-        y, vjp = jax.vjp(module, x)
+    for fn in (lambda x: reference(module, x), module):
+        y, vjp = jax.vjp(fn, x)
         out.append((y, vjp(jnp.cos(y))[0]))
     return out
 
@@ -226,16 +198,17 @@ CONV_CASES = [(7, 1, 1), (3, 1, 1), (3, 1, 2), (1, 1, 1), (4, 2, 1), (16, 8, 1),
 
 @pytest.mark.parametrize("causal,mode", [(True, "reflect"), (False, "reflect"), (True, "constant"),
                                          (False, "constant"), (False, "replicate")])
-def test_codec_conv_forms_agree(monkeypatch, causal, mode):
-    """The unpadded form (symmetric padding inside the convolution, reflected edges recomputed)
-    gives the padded form's outputs and input gradients for every kernel, stride, dilation and
-    length, including inputs shorter than the padding and lengths that need extra padding."""
+def test_codec_conv_matches_the_padded_reference(causal, mode):
+    """The convolution without a padded copy (symmetric padding inside the convolution,
+    reflected edges recomputed) gives the reference's outputs and input gradients (pad, then a
+    VALID convolution) for every kernel, stride, dilation and length, including inputs shorter
+    than the padding and lengths that need extra padding."""
     rng = np.random.default_rng(0)
     for (k, s, d), n in itertools.product(CONV_CASES, (1, 2, 5, 9, 17, 41)):
         conv = SConv1d(3, 4, k, stride=s, dilation=d, causal=causal, pad_mode=mode,
                        precision="highest", rngs=nnx.Rngs(k * 10 + s))
         x = jnp.asarray(rng.standard_normal((2, n, 3)), jnp.float32)
-        (ya, ga), (yb, gb) = _both_forms(monkeypatch, conv, x)
+        (ya, ga), (yb, gb) = _against(padded_sconv1d, conv, x)
         assert ya.shape == yb.shape == (2, -(-n // s), 4), (k, s, d, n)
         # padding inside the convolution or before it: the same k * 3 products summed in another
         # order, ~log2(48) eps of their magnitudes
@@ -244,7 +217,7 @@ def test_codec_conv_forms_agree(monkeypatch, causal, mode):
 
 
 @pytest.mark.parametrize("causal,ratio", [(True, 1.0), (True, 0.5), (True, 0.0), (False, 1.0)])
-def test_codec_transposed_conv_phases_agree(monkeypatch, causal, ratio):
+def test_codec_transposed_conv_phases_agree(causal, ratio):
     """The transposed convolution as ``stride`` phases of one undilated convolution equals the
     convolution of the dilated input, for kernels that are and are not multiples of the stride."""
     rng = np.random.default_rng(1)
@@ -253,7 +226,7 @@ def test_codec_transposed_conv_phases_agree(monkeypatch, causal, ratio):
         conv = SConvTranspose1d(3, 4, k, stride=s, causal=causal, trim_right_ratio=ratio,
                                 precision="highest", rngs=nnx.Rngs(k * 10 + s))
         x = jnp.asarray(rng.standard_normal((2, n, 3)), jnp.float32)
-        (ya, ga), (yb, gb) = _both_forms(monkeypatch, conv, x)
+        (ya, ga), (yb, gb) = _against(dilated_sconv_transpose1d, conv, x)
         assert ya.shape == yb.shape, (k, s, n)
         # phases vs the dilated input: the same products without the zeros, in another order
         chex.assert_trees_all_close(yb, ya, atol=2e-6, rtol=1e-5, custom_message=f"{k, s, n}")
@@ -271,40 +244,32 @@ def _eqns(jaxpr):
                     yield from _eqns(sub)
 
 
-def test_codec_unpadded_form_copies_no_padded_input(monkeypatch):
-    """What makes the unpadded form fast on a GPU, checked in its program: no ``pad`` larger
-    than a few edge samples (XLA hands cuDNN only symmetric padding; anything else becomes a
-    padded copy of the whole input), no asymmetric convolution padding, no dilated input."""
+def _clean(fn, x, n):
+    """No ``pad`` or ``concatenate`` larger than a few edge samples (XLA hands cuDNN only
+    symmetric padding; anything else becomes a padded copy of the whole input) and no
+    asymmetric convolution padding in ``fn``'s program."""
+    eqns = list(_eqns(jax.make_jaxpr(fn)(x).jaxpr))
+    big = [e for e in eqns if e.primitive.name in ("pad", "concatenate")
+           and e.outvars[0].aval.shape[1] > n // 2]
+    convs = [e for e in eqns if e.primitive.name == "conv_general_dilated"]
+    return not big and not any(lo != hi for e in convs for lo, hi in e.params["padding"])
+
+
+def test_codec_convolutions_copy_no_padded_input():
+    """What makes the convolutions fast on a GPU, checked in their programs (the reference's
+    literal order is not clean): no padded copy of the input, no asymmetric convolution
+    padding, no dilated input."""
     n = 4800
     x = jnp.zeros((2, n, 8), jnp.float32)
     layers = [SConv1d(8, 8, 7, causal=True, rngs=nnx.Rngs(0)),
               SConv1d(8, 8, 3, causal=True, rngs=nnx.Rngs(1)),
               SConv1d(8, 16, 8, stride=4, causal=True, rngs=nnx.Rngs(2)),
               SConv1d(8, 8, 7, causal=False, rngs=nnx.Rngs(3))]
-    for form, expect_clean in (("padded", False), ("unpadded", True)):
-        monkeypatch.setenv(CONV_ENV, form)
-        for layer in layers:
-            # a fresh callable: make_jaxpr caches traces by function (the form is read at trace time)
-            eqns = list(_eqns(jax.make_jaxpr(lambda x: layer(x))(x).jaxpr))
-            big_pads = [e for e in eqns if e.primitive.name == "pad"
-                        and e.outvars[0].aval.shape[1] > n // 2]
-            convs = [e for e in eqns if e.primitive.name == "conv_general_dilated"]
-            asym = [e for e in convs if any(lo != hi for lo, hi in e.params["padding"])]
-            clean = not big_pads and not asym and not any(
-                "concatenate" == e.primitive.name and e.outvars[0].aval.shape[1] > n // 2
-                for e in eqns)
-            assert clean == expect_clean, (form, layer.kernel_size, layer.causal)
+    for layer in layers:
+        assert _clean(lambda x: layer(x), x, n), (layer.kernel_size, layer.causal)
+        assert not _clean(lambda x: padded_sconv1d(layer, x), x, n)
     up = SConvTranspose1d(8, 4, 16, stride=8, causal=True, rngs=nnx.Rngs(4))
-    for form, dilated in (("padded", True), ("unpadded", False)):
-        monkeypatch.setenv(CONV_ENV, form)
-        convs = [e for e in _eqns(jax.make_jaxpr(lambda x: up(x))(x[:, :600]).jaxpr)
+    for fn, dilated in ((lambda x: dilated_sconv_transpose1d(up, x), True), (up, False)):
+        convs = [e for e in _eqns(jax.make_jaxpr(fn)(x[:, :600]).jaxpr)
                  if e.primitive.name == "conv_general_dilated"]
-        assert any(e.params["lhs_dilation"] != (1,) for e in convs) == dilated, form
-
-
-def test_codec_conv_env_is_checked(monkeypatch):
-    monkeypatch.delenv(CONV_ENV, raising=False)
-    assert conv_form() == "unpadded"
-    monkeypatch.setenv(CONV_ENV, "same")
-    with pytest.raises(ValueError, match=CONV_ENV):
-        conv_form()
+        assert any(e.params["lhs_dilation"] != (1,) for e in convs) == dilated

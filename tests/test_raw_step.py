@@ -22,7 +22,7 @@ def _both_steps(extra, encodec=False):
                         "0.128", "--codec", "mdct", "--no_mlflow", *extra])
     if encodec:  # a small random EnCodec: the raw step decodes output and input in one call
         from jaxaudio.codecs.encodec import random_encodec
-        from jaxaudio.training.setup import build_discriminator, build_mesh, build_model
+        from jaxaudio.training.builders import build_discriminator, build_mesh, build_model
         from jaxaudio.training.state import init_state
         from jaxaudio.training.step import Steps
 
@@ -83,7 +83,7 @@ def test_raw_clip_step_with_encodec_on_four_devices_equals_one():
     input audio (``rms_input`` and ``output_input_corr`` read the decoded input)."""
     from jaxaudio.codecs.encodec import random_encodec
     from jaxaudio.training.cli import parse_config
-    from jaxaudio.training.setup import build_discriminator, build_mesh, build_model, replicate
+    from jaxaudio.training.builders import build_discriminator, build_mesh, build_model, replicate
     from jaxaudio.training.state import init_state
     from jaxaudio.training.step import Steps
 

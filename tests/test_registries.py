@@ -11,7 +11,7 @@ from jaxaudio.agents.registry import AGENTS, AgentOutput, AgentSpec, register_ag
 from jaxaudio.training import objective
 from jaxaudio.training.cli import parse_config
 from jaxaudio.training.config import ConfigError
-from jaxaudio.training.setup import build_model
+from jaxaudio.training.builders import build_model
 from tiny_step import tiny_batch, tiny_steps
 
 

@@ -206,6 +206,9 @@ def test_nonfinite_updates_are_skipped_then_stop(dataset, tmp_path, capsys):
     (["--creative_agent", "masking", "--agent_options", "component_dim=8"],
      "the masking agent has no option 'component_dim' (its options: none)"),
     (["--agent_options", "component_dim=8"], "--agent_options: no creative agent is on"),
+    (["--use_compositional_agent", "true", "--num_transformer_layers", "1"],
+     "--creative_agent compositional (or the original's --use_*_agent true) needs the cascade"),
+    (["--use_creative_agent", "true", "--creative_agent", "compositional"], "disagree"),
 ])
 def test_bad_flags_are_rejected_before_work(bad, expected, capsys, tmp_path):
     args = ["--builtin", "--checkpoint_dir", str(tmp_path / "x"), *bad]

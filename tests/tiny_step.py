@@ -8,7 +8,7 @@ import numpy as np
 from flax import nnx
 
 from jaxaudio.codecs import make_codec
-from jaxaudio.training.setup import build_discriminator, build_mesh, build_model
+from jaxaudio.training.builders import build_discriminator, build_mesh, build_model
 from jaxaudio.training.state import init_state
 from jaxaudio.training.step import Steps
 

@@ -1,11 +1,9 @@
-"""What a creative agent is to the rest of jaxaudio: one contract and one registry.
+"""The registry of creative agents: which agents exist, how each is built, its flag and its
+losses' names.
 
-An agent sits in front of the cascade. It takes the input and target latents ``[B, D, T]`` and
-returns an :class:`AgentOutput`: the latents the cascade sees instead, its auxiliary losses by
-name (weighted by the config's loss weights of the same names, see
-:mod:`jaxaudio.training.objective`) and scalar statistics (logged by name, never stored on the
-module). The model, the train step, the validator, generation and the torch-checkpoint loader
-use only this contract, so none of them asks which agent it is.
+Every agent meets the contract of :mod:`jaxaudio.agents.contract` (:class:`AgentOutput`, whose
+name is re-exported here). The model, the train step, the validator, generation and the
+torch-checkpoint loader use only that contract, so none of them asks which agent it is.
 
 Adding an agent: write the module (an ``nnx.Module`` with ``process``) and one
 :func:`register_agent` call that names its flag and how to build it; add its loss names to
@@ -15,28 +13,9 @@ the config's default weights if its losses need their own weight flag.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple, Protocol, runtime_checkable
+from typing import Callable
 
-import jax
-from flax import nnx
-
-
-class AgentOutput(NamedTuple):
-    """``encoded_input``, ``encoded_target`` ``[B, D, T]`` as the cascade sees them; ``losses``:
-    scalar auxiliary losses by name; ``stats``: scalar statistics by name (no gradient)."""
-
-    encoded_input: jax.Array
-    encoded_target: jax.Array
-    losses: dict[str, jax.Array]
-    stats: dict[str, jax.Array]
-
-
-@runtime_checkable
-class Agent(Protocol):
-    """The contract: ``process(encoded_input, encoded_target, *, train, rngs, hard)``."""
-
-    def process(self, encoded_input: jax.Array, encoded_target: jax.Array, *, train: bool = False,
-                rngs: nnx.Rngs | None = None, hard: bool = False) -> AgentOutput: ...
+from jaxaudio.agents.contract import Agent, AgentOutput  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)

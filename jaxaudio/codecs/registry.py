@@ -1,6 +1,6 @@
 """Every codec ``--codec`` can name, each held once: how it is built and what it needs.
 
-Training (:func:`jaxaudio.training.setup.build_codec`), generation
+Training (:func:`jaxaudio.training.builders.build_codec`), generation
 (:func:`jaxaudio.inference.loading.build_codec`), the benchmarks and the tests all build codecs
 through :func:`make_codec`, and the config's ``--codec`` choices are :data:`CODECS`. Adding a
 codec is its module (a class meeting :class:`jaxaudio.codecs.base.Codec`) plus one

@@ -24,7 +24,7 @@ array's checksum; anything that fails is rebuilt with a warning naming the reaso
 checksums cost one read of the cache per start (see ``experiments/README.md``).
 A staging directory records its host and process id in ``OWNER``; one left by a process of
 this host that is no longer running (killed mid-build) is deleted by the next build
-(:func:`jaxaudio.data.durable.remove_stale`).
+(:func:`jaxaudio.data.atomic_files.remove_stale`).
 File hashes are remembered in ``<cache_dir>/digests.json`` by (size, mtime, ctime, inode), so
 unchanged files are not re-read on every start.
 """
@@ -46,9 +46,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from jaxaudio.data.durable import (DigestMemo, atomic_write_text, fault_point, fsync_path,
-                                   remove_stale, write_owner)
-from jaxaudio.data.durable import remove_tree as _remove
+from jaxaudio.data.atomic_files import (atomic_write_text, fault_point, fsync_path,
+                                        remove_stale, write_owner)
+from jaxaudio.data.atomic_files import remove_tree as _remove
+from jaxaudio.data.digests import DigestMemo
 from jaxaudio.data.pairs import BadFile, PairDataset
 
 log = logging.getLogger(__name__)
@@ -266,6 +267,31 @@ def build_cache(dataset: PairDataset, codec, cache_dir: str | Path, *, batch_siz
         known = [BadFile(f, memo.bad[memo.digest(f)]) for p in dataset.pairs
                  for f in (p.input_path, p.target_path) if memo.digest(f) in memo.bad]
         dataset.exclude(known)
+    hit, pairs, key, final = _lookup(dataset, memo, cache_dir, label, codec_key, verify)
+    if hit is not None:
+        return hit
+    remove_stale(cache_dir, (".tmp-",), "a cache build")
+    manifest = {"format": CACHE_FORMAT, "key": key, "codec_key": codec_key,
+                "codec_identity": identity, "sample_rate": dataset.sample_rate,
+                "clip_samples": dataset.clip_samples, "folder": str(dataset.folder),
+                "pairs": pairs}
+    stats = _build(dataset, codec, cache_dir, label, final, manifest, batch_size, num_threads)
+    if not keep_stale:
+        for d in cache_dir.glob(f"{label}-*"):
+            if d != final and d.is_dir():
+                _remove(d)
+    cache = LatentCache(final, key=key, verify="quick")  # its checksums were just made
+    cache.stats = {"hit": False, **stats}
+    log.info("latent cache built: %s (%d pairs; encoded %d inputs and %d targets, reused %d)",
+             final, len(cache), stats["encoded_inputs"], stats["encoded_targets"],
+             stats["reused"])
+    return cache
+
+
+def _lookup(dataset, memo, cache_dir, label, codec_key, verify):
+    """``(the cache, or None on a miss, the pairs' records, key, final folder)``: the cache of
+    the dataset's contents as the digests say. On a miss the dataset's contents are checked
+    (once), and a pair it drops changes the key, so the lookup repeats."""
     while True:
         pairs = [{"name": p.name, "input_file": str(p.input_path),
                   "target_file": str(p.target_path), "input_digest": memo.digest(p.input_path),
@@ -277,32 +303,32 @@ def build_cache(dataset: PairDataset, codec, cache_dir: str | Path, *, batch_siz
             try:
                 cache = LatentCache(final, key=key, verify=verify)
                 log.info("latent cache hit: %s (%d pairs)", final, len(cache))
-                return cache
+                return cache, pairs, key, final
             except CacheInvalid as e:
                 log.warning("latent cache %s is not usable, rebuilding it: %s", final, e)
                 _remove(final)
         if dataset.contents_checked:
-            break
+            return None, pairs, key, final
         before = len(dataset.skipped)
         dataset.check_contents()
         for b in dataset.skipped[before:]:
             memo.mark_bad(b.path, b.problem)
         memo.save()
         if len(dataset.skipped) == before:
-            break  # nothing dropped: same key, still a miss
+            return None, pairs, key, final  # nothing dropped: same key, still a miss
 
-    remove_stale(cache_dir, (".tmp-",), "a cache build")
-    tmp = cache_dir / f".tmp-{label}-{key}-{uuid.uuid4().hex[:8]}"
+
+def _build(dataset, codec, cache_dir, label, final, manifest, batch_size, num_threads) -> dict:
+    """Encode into a temporary folder, then rename it to ``final`` (atomic: an interrupted
+    build is never used). Returns the build's statistics."""
+    tmp = cache_dir / f".tmp-{label}-{manifest['key']}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
         write_owner(tmp)
-        stats = _write_arrays(dataset, codec, cache_dir, codec_key, tmp, final, pairs,
-                              batch_size, num_threads)
+        stats = _write_arrays(dataset, codec, cache_dir, manifest["codec_key"], tmp, final,
+                              manifest["pairs"], batch_size, num_threads)
         fault_point("cache-build")
-        manifest = {"format": CACHE_FORMAT, "key": key, "codec_key": codec_key,
-                    "codec_identity": identity, "sample_rate": dataset.sample_rate,
-                    "clip_samples": dataset.clip_samples, "folder": str(dataset.folder),
-                    "pairs": pairs, "fields": stats.pop("fields")}
+        manifest = {**manifest, "fields": stats.pop("fields")}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=1))
         try:
             os.rename(tmp, final)
@@ -313,16 +339,7 @@ def build_cache(dataset: PairDataset, codec, cache_dir: str | Path, *, batch_siz
     except BaseException:
         _remove(tmp)
         raise
-    if not keep_stale:
-        for d in cache_dir.glob(f"{label}-*"):
-            if d != final and d.is_dir():
-                _remove(d)
-    cache = LatentCache(final, key=key, verify="quick")  # its checksums were just made
-    cache.stats = {"hit": False, **stats}
-    log.info("latent cache built: %s (%d pairs; encoded %d inputs and %d targets, reused %d)",
-             final, len(cache), stats["encoded_inputs"], stats["encoded_targets"],
-             stats["reused"])
-    return cache
+    return stats
 
 
 def _write_arrays(dataset, codec, cache_dir, codec_key, tmp, final, pairs, batch_size,

@@ -112,6 +112,31 @@ def make_pairs(input_dir: str | Path, output_dir: str | Path, *, duration: float
         raise FileNotFoundError(f"--input_dir {input_dir} contains no audio files "
                                 f"({', '.join(AUDIO_EXTENSIONS)})")
     seg = int(round(duration * sample_rate))
+    songs, skipped = _scan(files, sample_rate, seg, duration, max_pairs_per_song, progress)
+    if not songs:
+        raise ValueError(f"--input_dir {input_dir}: none of {len(files)} audio files gives a "
+                         f"pair of {duration:g} s segments; skipped: {skipped[:3]}")
+    rng = np.random.default_rng(seed)
+    splits = dict(zip(("train", "val"), _plan(songs, rng, train_split, max_total_pairs)))
+    records = []
+    with staged_dataset(output_dir, overwrite) as stage:
+        for split, pairs in splits.items():
+            records += _write_split(stage / split, split, pairs, songs, sample_rate, seg,
+                                    duration, skipped, progress)
+        summary = {"generator": "jaxaudio.data.make_pairs", "input_dir": str(input_dir),
+                   "segment_duration": duration, "sample_rate": sample_rate,
+                   "samples_per_segment": seg, "seed": seed,
+                   "num_songs": {s: len({r["song"] for r in records if r["split"] == s})
+                                 for s in splits},
+                   "num_train": sum(r["split"] == "train" for r in records),
+                   "num_val": sum(r["split"] == "val" for r in records),
+                   "skipped": skipped, "pairs": records}
+        write_metadata(stage, summary)
+    return summary
+
+
+def _scan(files, sample_rate, seg, duration, max_pairs_per_song, progress):
+    """``(songs long enough for a pair, skipped files with the reason)``."""
     songs, skipped = [], []
     for path in tqdm(files, desc="Scanning", disable=not progress):
         try:
@@ -124,44 +149,34 @@ def make_pairs(input_dir: str | Path, output_dir: str | Path, *, duration: float
                             f"than two segments ({2 * duration:g} s)"})
             continue
         songs.append(Song(path, min(n // seg - 1, max_pairs_per_song)))
-    if not songs:
-        raise ValueError(f"--input_dir {input_dir}: none of {len(files)} audio files gives a "
-                         f"pair of {duration:g} s segments; skipped: {skipped[:3]}")
-    rng = np.random.default_rng(seed)
-    splits = dict(zip(("train", "val"), _plan(songs, rng, train_split, max_total_pairs)))
-    records = []
-    with staged_dataset(output_dir, overwrite) as stage:
-        for split, pairs in splits.items():
-            (stage / split).mkdir()
-            count, current, audio = 0, None, None
-            for i, k in tqdm(pairs, desc=f"Writing {split}", disable=not progress):
-                if i != current:
-                    current = i
-                    try:
-                        audio = read_song(songs[i].path, sample_rate)
-                    except BadFileError as e:
-                        skipped.append({"file": str(songs[i].path), "problem": e.problem})
-                        audio = None
-                if audio is None or audio.shape[0] < (k + 2) * seg:
-                    continue
-                name = f"pair_{count:04d}"
-                count += 1
-                sf.write(stage / split / f"{name}_input.wav", audio[k * seg:(k + 1) * seg],
-                         sample_rate, subtype="PCM_16")
-                sf.write(stage / split / f"{name}_output.wav",
-                         audio[(k + 1) * seg:(k + 2) * seg], sample_rate, subtype="PCM_16")
-                records.append({"split": split, "name": name, "song": str(songs[i].path),
-                                "start_s": k * duration})
-        summary = {"generator": "jaxaudio.data.make_pairs", "input_dir": str(input_dir),
-                   "segment_duration": duration, "sample_rate": sample_rate,
-                   "samples_per_segment": seg, "seed": seed,
-                   "num_songs": {s: len({r["song"] for r in records if r["split"] == s})
-                                 for s in splits},
-                   "num_train": sum(r["split"] == "train" for r in records),
-                   "num_val": sum(r["split"] == "val" for r in records),
-                   "skipped": skipped, "pairs": records}
-        write_metadata(stage, summary)
-    return summary
+    return songs, skipped
+
+
+def _write_split(folder, split, pairs, songs, sample_rate, seg, duration, skipped,
+                 progress) -> list[dict]:
+    """Write one split's (input, continuation) WAVs; returns their records. A song that fails
+    to read is added to ``skipped``."""
+    folder.mkdir()
+    records, count, current, audio = [], 0, None, None
+    for i, k in tqdm(pairs, desc=f"Writing {split}", disable=not progress):
+        if i != current:
+            current = i
+            try:
+                audio = read_song(songs[i].path, sample_rate)
+            except BadFileError as e:
+                skipped.append({"file": str(songs[i].path), "problem": e.problem})
+                audio = None
+        if audio is None or audio.shape[0] < (k + 2) * seg:
+            continue
+        name = f"pair_{count:04d}"
+        count += 1
+        sf.write(folder / f"{name}_input.wav", audio[k * seg:(k + 1) * seg], sample_rate,
+                 subtype="PCM_16")
+        sf.write(folder / f"{name}_output.wav", audio[(k + 1) * seg:(k + 2) * seg],
+                 sample_rate, subtype="PCM_16")
+        records.append({"split": split, "name": name, "song": str(songs[i].path),
+                        "start_s": k * duration})
+    return records
 
 
 def main(argv: list[str] | None = None) -> None:

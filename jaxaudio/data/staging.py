@@ -16,7 +16,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
-from jaxaudio.data.durable import OWNER, fault_point, remove_stale, write_owner
+from jaxaudio.data.atomic_files import OWNER, fault_point, remove_stale, write_owner
 
 METADATA = "metadata.json"
 

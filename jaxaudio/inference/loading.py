@@ -23,8 +23,7 @@ from typing import Any
 
 from flax import nnx
 
-from jaxaudio.training.checkpoint import (CheckpointError, checkpoints_in, is_checkpoint,
-                                          meta_file, read_meta,
+from jaxaudio.training.checkpoint import (checkpoints_in, is_checkpoint, meta_file, read_meta,
                                           resolve_checkpoint)
 from jaxaudio.training.checkpoint_manager import BEST
 
@@ -98,15 +97,15 @@ def build_codec(name: str, weights: str | None, encoding_dim: int, *,
 
 
 def _load_jaxaudio(folder: Path, codec: str | None, codec_weights: str | None) -> LoadedModel:
-    from jaxaudio.training.config import ConfigError, TrainConfig
-    from jaxaudio.training.setup import load_trained_model
+    from jaxaudio.training.config import TrainConfig
+    from jaxaudio.training.builders import load_trained_model
+
+    from jaxaudio.training.checkpoint_meta import validate_meta
 
     folder = resolve_checkpoint(folder)
     meta = read_meta(folder)
-    try:
-        cfg = TrainConfig.from_dict(meta["config"])
-    except (KeyError, TypeError, ConfigError) as e:
-        raise CheckpointError(f"{meta_file(folder)}: unusable 'config' ({e})") from e
+    validate_meta(meta, meta_file(folder), training=False)  # the field an edit broke, named
+    cfg = TrainConfig.from_dict(meta["config"])
     name = codec or cfg.codec
     warnings = []
     if name != cfg.codec:

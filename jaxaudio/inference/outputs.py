@@ -66,7 +66,7 @@ def write_wav(path: Path, audio: np.ndarray, sample_rate: int) -> None:
     """16-bit PCM, written beside ``path`` and renamed, so a crash leaves no half file."""
     import soundfile as sf
 
-    from jaxaudio.data.durable import atomic_path
+    from jaxaudio.data.atomic_files import atomic_path
 
     with atomic_path(path) as tmp:
         sf.write(str(tmp), np.clip(np.asarray(audio, np.float32), -1.0, 1.0), sample_rate,

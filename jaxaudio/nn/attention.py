@@ -26,7 +26,7 @@ which never materialises the ``[B, H, Tq, Tk]`` probabilities and drops them ins
 
 - float32 q, k, v: the Pallas (Triton) kernel of :mod:`jaxaudio.nn.flash_attention`, at the
   step's matmul precision (TF32 by default, as the explicit route's products), for head widths
-  up to 96 (:data:`jaxaudio.nn.flash_attention.AUTO_MAX_WIDTH`), run as power-of-two chunks
+  up to 96 (:data:`jaxaudio.nn.flash_attention.MAX_WIDTH`), run as power-of-two chunks
   from 16 (the cascade's second stage has 384 / 8 = 48, run as 32 + 16; see
   :func:`jaxaudio.nn.flash_attention.head_chunks`); wider heads take the explicit route;
 - bf16/fp16 (``--precision bf16``): cuDNN's fused flash attention. Its masks come from cuDNN's
@@ -37,10 +37,8 @@ which never materialises the ``[B, H, Tq, Tk]`` probabilities and drops them ins
   takes cuDNN only when ``XLA_FLAGS`` sets ``--xla_gpu_enable_command_buffer`` without
   ``CUDNN`` (:func:`jaxaudio.runtime.configure_gpu_flags` does; a crash was seen without it).
 
-``need_weights=True`` always takes the explicit route. ``JAXAUDIO_ATTENTION`` = ``auto`` (the
-default), ``xla`` (never a fused kernel), ``pallas`` (require the Pallas kernel; bf16 inputs
-are computed in float32) or ``cudnn`` (require cuDNN; float32 inputs are cast to bf16) picks
-the route when a step is traced.
+``need_weights=True`` always takes the explicit route; everywhere else the route follows the
+device and the dtype (:func:`attention_impl`) when a step is traced.
 
 Shapes: ``B`` batch, ``Tq``/``Tk`` query/key frames, ``E`` embedding, ``H`` heads.
 """
@@ -51,8 +49,6 @@ import contextlib
 import functools
 import itertools
 import math
-import os
-import re
 
 import jax
 import jax.numpy as jnp
@@ -60,7 +56,7 @@ from flax import nnx
 
 from jaxaudio.nn import flash_attention as flash
 from jaxaudio.nn.layers import Linear, torch_uniform
-from jaxaudio.runtime import env_choice
+from jaxaudio.runtime import cudnn_command_buffers_off
 
 
 def attention_weights(q: jax.Array, k: jax.Array) -> jax.Array:
@@ -90,8 +86,7 @@ def _attend_with_dropout(q: jax.Array, k: jax.Array, v: jax.Array, rate: float,
     return jnp.einsum("bhqk,bkhd->bqhd", probs, v)
 
 
-ATTENTION_IMPLS = ("auto", "xla", "pallas", "cudnn")
-ATTENTION_ENV = "JAXAUDIO_ATTENTION"
+ATTENTION_IMPLS = ("xla", "pallas", "cudnn")
 _LOW_PRECISION = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 # Static cuDNN dropout seeds, one per traced call site, so that layers draw different masks.
 _cudnn_seeds = itertools.count(1)
@@ -119,28 +114,10 @@ def cudnn_attention_available() -> bool:
     return "rocm" not in platform
 
 
-def cudnn_command_buffers_off(xla_flags: str | None = None) -> bool:
-    """True when ``XLA_FLAGS`` keeps cuDNN calls out of XLA's command buffers."""
-    flags = os.environ.get("XLA_FLAGS", "") if xla_flags is None else xla_flags
-    m = re.findall(r"--xla_gpu_enable_command_buffer=(\S*)", flags)
-    return bool(m) and "CUDNN" not in m[-1].upper().split(",")
-
-
 def attention_impl(dtype, *, head_dim: int, need_weights: bool = False) -> str:
     """The route for q, k, v of ``dtype`` with ``head_dim`` features per head: ``"cudnn"``,
     ``"pallas"`` or ``"xla"`` (see the module doc)."""
-    impl = env_choice(ATTENTION_ENV, ATTENTION_IMPLS)
-    if impl == "xla" or need_weights:
-        return "xla"
-    if impl in ("cudnn", "pallas"):
-        if not cudnn_attention_available():
-            raise ValueError(f"{ATTENTION_ENV}={impl} needs a CUDA GPU as JAX's default backend "
-                             f"(it is {jax.default_backend()!r}); use auto or xla")
-        if impl == "pallas" and not flash.supported_head_dim(head_dim):
-            raise ValueError(f"{ATTENTION_ENV}=pallas: head width {head_dim} is not in "
-                             f"[1, 256]; use auto or xla")
-        return impl
-    if not cudnn_attention_available():
+    if need_weights or not cudnn_attention_available():
         return "xla"
     if jnp.dtype(dtype) in _LOW_PRECISION:
         return "cudnn" if cudnn_command_buffers_off() else "xla"
@@ -148,20 +125,16 @@ def attention_impl(dtype, *, head_dim: int, need_weights: bool = False) -> str:
     # an H200 the raw-clip step ran 84.6 samples/s with width 48 on the kernel (padded to 64)
     # against 80.0 on the explicit route, before the kernel ran it as 32 + 16
     # (experiments/README.md).
-    return "pallas" if head_dim <= flash.AUTO_MAX_WIDTH else "xla"
+    return "pallas" if flash.supported_head_dim(head_dim) else "xla"
 
 
 def _attend_cudnn(q: jax.Array, k: jax.Array, v: jax.Array, rate: float) -> jax.Array:
     """cuDNN flash attention on ``[B, T, H, d]``; ``rate > 0`` drops probabilities in-kernel."""
     from jax._src.cudnn.fused_attention_stablehlo import dot_product_attention
 
-    dtype = q.dtype
-    if dtype not in _LOW_PRECISION:  # only reached through JAXAUDIO_ATTENTION=cudnn
-        q, k, v = (a.astype(jnp.bfloat16) for a in (q, k, v))
     kw = {"seed": next(_cudnn_seeds), "dropout_rate": float(rate)} if rate > 0 else {}
-    out = dot_product_attention(q, k, v, scale=1.0 / math.sqrt(q.shape[-1]),
-                                qkv_layout="BTNH", **kw)
-    return out.astype(dtype)
+    return dot_product_attention(q, k, v, scale=1.0 / math.sqrt(q.shape[-1]),
+                                 qkv_layout="BTNH", **kw)
 
 
 class MultiheadAttention(nnx.Module):

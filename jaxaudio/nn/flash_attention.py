@@ -20,15 +20,13 @@ Matrix products run at the step's matmul precision: XLA's default (TF32 on this 
 as the float32 route's products) or full float32 under ``jax_default_matmul_precision
 = "highest"``. Softmax statistics and accumulators are float32.
 
-Shapes: ``[B, T, H, d]`` (batch, frames, heads, head width ``d`` in [1, 256]). The kernels
-(:mod:`jaxaudio.nn.flash_kernels`) take a head as chunks whose widths are powers of two from 16
-(:func:`head_chunks`): ``JAXAUDIO_FLASH_WIDTH=split`` (the default) runs width 48 as 32 + 16,
-``pad`` zero-pads it to 64 as earlier versions did (zero features change neither ``q . k`` nor
-the output's first ``d``); the softmax scale stays ``1/sqrt(d)`` either way. The backward
-computes dQ from per-key-block partial sums (``JAXAUDIO_FLASH_DQ=partials``, one pass over the
-tiles) or recomputes the tiles for it (``recompute``); both are deterministic, and ``auto`` (the
-default, :func:`dq_form`) takes partials for chunks up to 32 wide, where they were faster, and
-up to 32 key blocks (their buffer grows with the square of the frames).
+Shapes: ``[B, T, H, d]`` (batch, frames, heads, head width ``d`` in [1, 96],
+:data:`MAX_WIDTH`). The kernels (:mod:`jaxaudio.nn.flash_kernels`) take a head as chunks whose
+widths are powers of two from 16 (:func:`head_chunks`): width 48 runs as 32 + 16 (zero-padding
+it to 64 was slower); the softmax scale stays ``1/sqrt(d)``. The backward computes dQ from
+per-key-block partial sums (one pass over the tiles) for chunks up to 32 wide and up to 32 key
+blocks (their buffer grows with the square of the frames), where they were faster, and
+recomputes the tiles for it otherwise (:func:`dq_form`); both are deterministic.
 Frames are padded to a multiple of the block size; padded keys are masked out and padded
 queries dropped. Under a multi-device mesh (:func:`batch_sharded`) the kernels run per device
 on its rows of the batch through ``shard_map``.
@@ -39,8 +37,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
-import os
-import re
 
 import jax
 import jax.numpy as jnp
@@ -48,57 +44,38 @@ from jax import lax
 from jax.sharding import PartitionSpec as P
 
 from jaxaudio.nn import flash_kernels as kernels
-from jaxaudio.runtime import env_choice
 
 # (frames per tile, warps per program, pipeline stages) by pass ("fwd" or "bwd") and the width
-# the kernels run (the sum of the head's chunks: 48 split, 64 padded). 64 frames, 4 warps and
-# 2 stages were the fastest measured at width 16 on one H200 for both passes (12 calls
-# [8, 1200, 8, 16] forward+backward: 7.7 ms, against 8.4 for 32/2 and 9.3-28 for the others
-# tried; experiments/README.md, "Flash attention"), and at widths 32 and 64 within 1.2 %
-# (the tenth session's sweep). A (pass, width) missing here takes DEFAULT_TILES;
-# JAXAUDIO_FLASH_TILES (``fwd:64=128x4x2,bwd:32=32x2x1``) overrides entries when a step is
-# traced.
+# the kernels run (the sum of the head's chunks). 64 frames, 4 warps and 2 stages were the
+# fastest measured at width 16 on one H200 for both passes (12 calls [8, 1200, 8, 16]
+# forward+backward: 7.7 ms, against 8.4 for 32/2 and 9.3-28 for the others tried), and at
+# widths 32 and 64 within 1.2 %. A (pass, width) missing here takes DEFAULT_TILES.
 TILES: dict[tuple[str, int], tuple[int, int, int]] = {}
 DEFAULT_TILES = (64, 4, 2)
 PASSES = ("fwd", "bwd")
-TILES_ENV = "JAXAUDIO_FLASH_TILES"
-_TILE_ENTRY = re.compile(r"(fwd|bwd):(\d+)=(\d+)x(\d+)x(\d+)")
-WIDTH_ENV, WIDTH_FORMS = "JAXAUDIO_FLASH_WIDTH", ("split", "pad")
-DQ_ENV, DQ_FORMS = "JAXAUDIO_FLASH_DQ", ("auto", *kernels.DQ_FORMS)
-# ``auto``'s rule: dQ partial sums when no chunk is wider than this. On one H200 (12 calls with
-# dropout, forward+backward) partials gained at width 32 (10.38 against 10.79 ms) and at 48 as
-# 32 + 16 (13.97 against 14.88), and lost at 64 (23.17 against 18.69 ms, the 48 padded): a
-# 64-wide tile's dQ share beside its dK and dV accumulators, and twice the buffer.
+# dQ partial sums when no chunk is wider than this. On one H200 (12 calls with dropout,
+# forward+backward) partials gained at width 32 (10.38 against 10.79 ms) and at 48 as 32 + 16
+# (13.97 against 14.88), and lost at 64 (23.17 against 18.69 ms): a 64-wide tile's dQ share
+# beside its dK and dV accumulators, and twice the buffer.
 PARTIALS_MAX_CHUNK = 32
 # ... and when the buffer has at most this many key-block slots (frames / block). The buffer
 # holds one copy of q per slot, so it grows with the square of the frames: 32 slots of 64
 # frames (2048 frames, 27 s of EnCodec latents) keep it under 32 copies of q; longer sequences
 # recompute, whose memory stays linear. The headline step's 1200 frames take 19.
 PARTIALS_MAX_SLOTS = 32
-
-
-def tile_overrides(raw: str | None = None) -> dict[tuple[str, int], tuple[int, int, int]]:
-    """``JAXAUDIO_FLASH_TILES`` parsed: ``pass:width=block x warps x stages`` entries, comma
-    separated; blocks are powers of two from 16, warps powers of two, stages at least 1."""
-    raw = os.environ.get(TILES_ENV, "") if raw is None else raw
-    out = {}
-    for entry in filter(None, (e.strip() for e in raw.split(","))):
-        m = _TILE_ENTRY.fullmatch(entry)
-        vals = tuple(int(x) for x in m.groups()[2:]) if m else ()
-        if not m or vals[0] < 16 or vals[0] & (vals[0] - 1) or vals[1] & (vals[1] - 1) \
-                or not vals[1] or not vals[2]:
-            raise ValueError(f"{TILES_ENV}: bad entry {entry!r}; expected pass:width=BxWxS, "
-                             f"e.g. fwd:64=128x4x2 (pass fwd or bwd, block a power of two "
-                             f">= 16, warps a power of two, stages >= 1)")
-        out[(m.group(1), int(m.group(2)))] = vals
-    return out
+# The widest head the kernels take: the widest they have run on a GPU (96 = 64 + 32, the
+# musical recipe's second stage at 4 heads). At width 256 (the composer's 512 at 2 heads) the
+# forward's two-stage pipeline of 64-frame key and value tiles asked for 2 x 2 x 64 x 256 x 4 B
+# = 256 KiB of shared memory on an H100, which has 227 KiB (RESOURCE_EXHAUSTED at the first
+# step); wider heads take the explicit route (jaxaudio.nn.attention).
+MAX_WIDTH = 96
 
 
 def tiles(d: int, kind: str = "fwd") -> tuple[int, int, int]:
     """``(block, num_warps, num_stages)`` of pass ``kind`` for head width ``d``."""
     if kind not in PASSES:
         raise ValueError(f"tiles: kind must be one of {PASSES}, got {kind!r}")
-    return tile_overrides().get((kind, d), TILES.get((kind, d), DEFAULT_TILES))
+    return TILES.get((kind, d), DEFAULT_TILES)
 
 
 def row_keys(key: jax.Array, batch: int, heads: int, frames: int) -> jax.Array:
@@ -141,50 +118,25 @@ def _flash_bwd(static, interpret, res, dos):
 _flash.defvjp(_flash_fwd, _flash_bwd)
 
 
-def padded_head_dim(d: int) -> int:
-    """``d`` zero-padded up to a power of two >= 16 (``JAXAUDIO_FLASH_WIDTH=pad``)."""
-    return max(16, 1 << max(d - 1, 0).bit_length())
-
-
-def head_chunks(d: int, form: str | None = None) -> tuple[int, ...]:
-    """The widths, powers of two from 16, that the kernels run a head of width ``d`` as:
-    under ``split`` (``form`` None reads ``JAXAUDIO_FLASH_WIDTH``) ``d`` rounded up to a
-    multiple of 16, then taken apart into its binary digits (48 -> 32 + 16, 12 -> 16); under
-    ``pad`` one chunk of :func:`padded_head_dim` (48 -> 64)."""
-    form = env_choice(WIDTH_ENV, WIDTH_FORMS) if form is None else form
-    if form not in WIDTH_FORMS:
-        raise ValueError(f"head_chunks: form must be one of {WIDTH_FORMS}, got {form!r}")
-    if form == "pad":
-        return (padded_head_dim(d),)
+def head_chunks(d: int) -> tuple[int, ...]:
+    """The widths, powers of two from 16, that the kernels run a head of width ``d`` as: ``d``
+    rounded up to a multiple of 16, then taken apart into its binary digits (48 -> 32 + 16,
+    12 -> 16)."""
     w = -(-d // 16) * 16
     return tuple(1 << b for b in reversed(range(w.bit_length())) if w >> b & 1)
 
 
-def dq_form(chunks: tuple[int, ...], slots: int, form: str | None = None) -> str:
-    """The backward's dQ form for a head run as ``chunks`` over ``slots`` key blocks:
-    ``form`` (None reads ``JAXAUDIO_FLASH_DQ``), with ``auto`` taking partial sums when no
-    chunk is wider than :data:`PARTIALS_MAX_CHUNK` and there are at most
+def dq_form(chunks: tuple[int, ...], slots: int) -> str:
+    """The backward's dQ form for a head run as ``chunks`` over ``slots`` key blocks: partial
+    sums when no chunk is wider than :data:`PARTIALS_MAX_CHUNK` and there are at most
     :data:`PARTIALS_MAX_SLOTS` key blocks, and recomputing otherwise."""
-    form = env_choice(DQ_ENV, DQ_FORMS) if form is None else form
-    if form not in DQ_FORMS:
-        raise ValueError(f"dq_form: form must be one of {DQ_FORMS}, got {form!r}")
-    if form == "auto":
-        narrow = max(chunks) <= PARTIALS_MAX_CHUNK and slots <= PARTIALS_MAX_SLOTS
-        return "partials" if narrow else "recompute"
-    return form
-
-
-# The widest head the automatic route gives the kernels: the widest they have run on a GPU
-# (96 = 64 + 32, the musical recipe's second stage at 4 heads). Wider ones take the explicit
-# route: at width 256 (the composer's 512 at 2 heads) the forward's two-stage pipeline of
-# 64-frame key and value tiles asked for 2 x 2 x 64 x 256 x 4 B = 256 KiB of shared memory on
-# an H100, which has 227 KiB (RESOURCE_EXHAUSTED at the first step).
-AUTO_MAX_WIDTH = 96
+    narrow = max(chunks) <= PARTIALS_MAX_CHUNK and slots <= PARTIALS_MAX_SLOTS
+    return "partials" if narrow else "recompute"
 
 
 def supported_head_dim(d: int) -> bool:
-    """Head widths the kernel takes: 1 to 256 (:func:`head_chunks` says how it runs them)."""
-    return 1 <= d <= 256
+    """Head widths the kernels take: 1 to :data:`MAX_WIDTH`."""
+    return 1 <= d <= MAX_WIDTH
 
 
 _MESH: contextvars.ContextVar = contextvars.ContextVar("jaxaudio_flash_mesh", default=None)
@@ -221,7 +173,7 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, rate: float = 0
         raise ValueError(f"flash_attention: q {q.shape}, k {k.shape}, v {v.shape}: expected "
                          f"[B, T, H, d] with k and v alike and the same B, H, d as q")
     if not supported_head_dim(d):
-        raise ValueError(f"flash_attention: head width {d} must be in [1, 256]")
+        raise ValueError(f"flash_attention: head width {d} must be in [1, {MAX_WIDTH}]")
     if not 0.0 <= rate < 1.0:
         raise ValueError(f"flash_attention: rate must be in [0, 1), got {rate}")
     if rate > 0.0 and key is None:
@@ -231,7 +183,7 @@ def flash_attention(q: jax.Array, k: jax.Array, v: jax.Array, *, rate: float = 0
     fwd_tiles, bwd_tiles = (tiles(sum(chunks), kind) for kind in PASSES)  # keyed by the width
     block = max(fwd_tiles[0], bwd_tiles[0])  # powers of two: both divide it
     t = -(-max(tq, tk) // block) * block
-    # everything the kernels are built from, resolved once (the switches are read here)
+    # everything the kernels are built from, resolved once
     static = (float(rate), tk, d, dq_form(chunks, t // bwd_tiles[0]), fwd_tiles, bwd_tiles)
     offsets = [sum(chunks[:i]) for i in range(len(chunks))]
 

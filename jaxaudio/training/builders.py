@@ -120,8 +120,7 @@ def build_model(cfg: TrainConfig):
     return SimpleTransformer(
         encoding_dim=cfg.encoding_dim, nhead=cfg.nhead, num_layers=cfg.num_layers,
         dropout=cfg.dropout, num_transformer_layers=cfg.num_transformer_layers,
-        anti_cheating=cfg.anti_cheating, use_creative_agent=cfg.use_creative_agent,
-        use_compositional_agent=cfg.use_compositional_agent, agent=cfg.creative_agent,
+        anti_cheating=cfg.anti_cheating, agent=cfg.agent,
         mask_gate=cfg.mask_gate, cascade_update=cfg.cascade_update, rngs=rngs,
         **cfg.agent_option_map)
 

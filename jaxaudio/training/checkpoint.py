@@ -9,9 +9,10 @@ checkpoint is an orbax step folder holding ``state/`` (the train state pytree), 
     ckpt_dir/best_model/epoch_N/        the best validation loss so far (one kept)
     ckpt_dir/interrupted_checkpoint/step_S/   after SIGINT/SIGTERM (one kept; S = optimizer step)
 
-``checksums.json`` holds the size and CRC-32 of every file orbax wrote; they are checked
-before a restore (:func:`verify_checkpoint`), so a truncated or garbled file is reported as a
-damaged checkpoint naming the file, not as a configuration mismatch.
+``checksums.json`` holds the size and CRC-32 of every file orbax wrote (the state and the
+metadata); they are checked before a restore (:func:`verify_checkpoint`), so a truncated,
+garbled or edited file is reported as a damaged checkpoint naming the file, not as a
+configuration mismatch.
 
 Checkpoints of the earlier layout (a folder with ``state/``, ``meta.json`` and ``COMPLETE``,
 see :mod:`jaxaudio.training.checkpoint_legacy`) are still found and restored.
@@ -80,9 +81,11 @@ def _crc32(path: Path) -> str:
     return f"crc32:{crc:08x}"
 
 
-def checksums(state_dir: Path) -> dict[str, dict[str, Any]]:
-    return {str(p.relative_to(state_dir.parent)): {"size": p.stat().st_size, "crc": _crc32(p)}
-            for p in sorted(state_dir.rglob("*")) if p.is_file()}
+def checksums(path: Path) -> dict[str, dict[str, Any]]:
+    """Size and CRC-32 of every file of a checkpoint's ``state/`` and ``meta/``, by path."""
+    return {str(p.relative_to(path)): {"size": p.stat().st_size, "crc": _crc32(p)}
+            for sub in ("state", "meta") for p in sorted((path / sub).rglob("*"))
+            if p.is_file()}
 
 
 def verify_checkpoint(path: str | Path) -> None:
@@ -102,9 +105,9 @@ def verify_checkpoint(path: str | Path) -> None:
             problem = "is missing"
         elif file.stat().st_size != want["size"]:
             problem = (f"has {file.stat().st_size} bytes, {want['size']} were written "
-                       f"(truncated or overwritten)")
+                       f"(truncated, overwritten or edited)")
         elif _crc32(file) != want["crc"]:
-            problem = "does not match the checksum made when it was written (garbled)"
+            problem = "does not match the checksum made when it was written (edited or garbled)"
         else:
             continue
         raise CheckpointError(f"{file}: damaged checkpoint: this file {problem}. Use another "

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxaudio.data.durable import is_stale, remove_tree
+from jaxaudio.data.atomic_files import is_stale, remove_tree
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ kind            folder                           step    kept
 orbax writes a step under a temporary name and renames it when finished, so a crash while
 saving never damages an earlier checkpoint; a new best is written before the previous best is
 removed. A save killed midway leaves ``*.orbax-checkpoint-tmp-*``, removed at the next start
-(:func:`remove_stale_temps`). After orbax finishes, process 0 adds ``checksums.json``.
+(:func:`remove_stale_temps`). After orbax finishes, process 0 adds ``checksums.json`` (of ``state/`` and ``meta/``).
 
 Resuming an older checkpoint abandons the later ones: a save at step S first removes that
 manager's steps from S on (the earlier layout overwrote them by name).
@@ -31,7 +31,7 @@ from typing import Any
 
 import jax
 
-from jaxaudio.data.durable import atomic_write_text, fault_point, remove_tree
+from jaxaudio.data.atomic_files import atomic_write_text, fault_point, remove_tree
 from jaxaudio.training import checkpoint_legacy as legacy
 from jaxaudio.training.checkpoint import CHECKSUMS, FORMAT, TMP_MARK, checksums
 
@@ -132,7 +132,7 @@ class RunCheckpoints:
         manager.wait_until_finished()
         path = self.path(kind, step)
         if jax.process_index() == 0:
-            _write_json(path / CHECKSUMS, checksums(path / "state"))
+            _write_json(path / CHECKSUMS, checksums(path))
         _sync(f"jaxaudio-ckpt-done-{kind}-{step}")
         return path
 

@@ -11,7 +11,8 @@ import argparse
 import dataclasses
 from typing import Any, Sequence, get_type_hints
 
-from jaxaudio.training.config import BUILTIN_DEFAULTS, ConfigError, TrainConfig
+from jaxaudio.training.config import BUILTIN_DEFAULTS, ConfigError, TrainConfig, field_kind
+from jaxaudio.training.config_checks import check_given, validate
 
 _BOOL_TRUE = {"true", "1", "yes", "on"}
 _BOOL_FALSE = {"false", "0", "no", "off"}
@@ -32,14 +33,6 @@ def _optional(kind):
 
     parse.__name__ = kind.__name__
     return parse
-
-
-def _base_type(hint) -> tuple[type, bool]:
-    """``(int, True)`` for ``int | None``; ``(float, False)`` for ``float``."""
-    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
-    if args:
-        return args[0], True
-    return hint, False
 
 
 # Flags of the original's scripts (train_simple_ddp.py) that have no job in jaxaudio: accepted,
@@ -101,6 +94,53 @@ ORIGINAL_ONLY = {  # dest: (flags, type, what jaxaudio does instead)
 }
 
 
+# --help's topics, in order: every flag of TrainConfig in one of them.
+TOPICS: dict[str, tuple[str, ...]] = {
+    "model": ("encoding_dim", "nhead", "num_layers", "num_transformer_layers", "dropout",
+              "cascade_update", "anti_cheating", "unity_test"),
+    "data": ("dataset_folder", "clip_seconds", "shuffle_targets", "skip_bad_files", "use_cache",
+             "cache_dir"),
+    "optimisation": ("epochs", "batch_size", "lr", "weight_decay", "grad_clip", "patience", "seed",
+                     "max_nonfinite_steps", "stop_after_steps"),
+    "learning-rate schedule": ("lr_schedule", "warmup_epochs", "min_lr", "plateau_factor",
+                               "plateau_patience", "plateau_threshold", "plateau_cooldown"),
+    "loss weights": ("loss_weight_input", "loss_weight_target", "loss_weight_spectral",
+                     "loss_weight_mel", "corr_weight", "spectral_penalty_weight", "loss_weights"),
+    "creative agents and masks": ("creative_agent", "agent_options", "mask_gate",
+                                  "mask_reg_weight", "balance_loss_weight", "mask_type",
+                                  "mask_temporal_segment", "mask_freq_split", "mask_channel_keep",
+                                  "mask_energy_threshold"),
+    "latent GAN": ("gan_weight", "gan_variant", "disc_lr", "disc_update_freq", "disc_dropout",
+                   "gan_r1", "disc_lr_schedule", "disc_target_acc", "disc_noise_rate",
+                   "disc_noise_max", "pure_gan_mode", "gan_curriculum_start_epoch",
+                   "gan_noise_ceiling"),
+    "codec and precision": ("codec", "codec_weights", "precision", "codec_precision"),
+    "checkpoints and logging": ("checkpoint_dir", "save_every", "resume",
+                                "allow_dataset_change", "mlflow_uri", "no_mlflow",
+                                "quality_clips", "log_samples", "debug"),
+}
+# The original's agent booleans: aliases of --creative_agent NAME.
+AGENT_ALIASES = {"use_creative_agent": "masking", "use_compositional_agent": "compositional"}
+
+
+def _add_field(group, f, hint) -> None:
+    meta = f.metadata
+    flag = f"--{f.name}"
+    if meta.get("switch"):
+        group.add_argument(flag, action="store_true", default=argparse.SUPPRESS, help=meta["help"])
+        return
+    kw: dict[str, Any] = dict(default=argparse.SUPPRESS,
+                              help=f"{meta['help']} (default: {f.default})")
+    kind, optional = field_kind(hint)
+    if kind is bool:
+        group.add_argument(flag, type=_parse_bool, nargs="?", const=True, metavar="true|false",
+                           **kw)
+    elif "choices" in meta:
+        group.add_argument(flag, choices=meta["choices"], **kw)
+    else:
+        group.add_argument(flag, type=_optional(kind) if optional else kind, **kw)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m jaxaudio.train",
@@ -113,25 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--builtin", action="store_true",
                    help="start from the built-in default run's settings")
     hints = get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        meta = f.metadata
-        if meta.get("flag", True) is False:
-            continue
-        flag = f"--{f.name}"
-        if meta.get("switch"):
-            p.add_argument(flag, action="store_true", default=argparse.SUPPRESS,
-                           help=meta["help"])
-            continue
-        kw: dict[str, Any] = dict(default=argparse.SUPPRESS,
-                                  help=f"{meta['help']} (default: {f.default})")
-        kind, optional = _base_type(hints[f.name])
-        if kind is bool:
-            p.add_argument(flag, type=_parse_bool, nargs="?", const=True, metavar="true|false",
-                           **kw)
-        elif "choices" in meta:
-            p.add_argument(flag, choices=meta["choices"], **kw)
-        else:
-            p.add_argument(flag, type=_optional(kind) if optional else kind, **kw)
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig) if f.metadata.get("flag", True)}
+    listed = [name for names in TOPICS.values() for name in names]
+    if sorted(listed) != sorted(fields):  # a new field must be given a topic
+        raise RuntimeError(f"cli.TOPICS and TrainConfig's flags differ: "
+                           f"{sorted(set(listed) ^ set(fields))}")
+    for topic, names in TOPICS.items():
+        group = p.add_argument_group(topic)
+        for name in names:
+            _add_field(group, fields[name], hints[name])
+        if topic == "creative agents and masks":
+            for alias, agent in AGENT_ALIASES.items():
+                group.add_argument(f"--{alias}", type=_parse_bool, nargs="?", const=True,
+                                   metavar="true|false", default=argparse.SUPPRESS,
+                                   help=f"the original's flag: true is --creative_agent {agent}")
     orig = p.add_argument_group(
         "the original's flags that jaxaudio does not need",
         "accepted so that the original's command lines run; each prints a note saying what "
@@ -139,6 +174,20 @@ def build_parser() -> argparse.ArgumentParser:
     for dest, (flags, kind, _) in ORIGINAL_ONLY.items():
         orig.add_argument(*flags, dest=dest, type=kind, default=argparse.SUPPRESS)
     return p
+
+
+def _agent_from_aliases(ns: dict[str, Any]) -> None:
+    """``--use_creative_agent true`` and ``--use_compositional_agent true`` (the original's
+    flags) as ``--creative_agent masking`` / ``compositional``; they may not disagree."""
+    on = [agent for alias, agent in AGENT_ALIASES.items() if ns.pop(alias, False)]
+    if len(on) > 1:
+        raise ConfigError("--use_creative_agent and --use_compositional_agent are mutually "
+                          "exclusive: choose one creative agent")
+    if on:
+        if ns.get("creative_agent") not in (None, on[0]):
+            raise ConfigError(f"--creative_agent {ns['creative_agent']} and the original's "
+                              f"flag for the {on[0]} agent disagree: choose one agent")
+        ns["creative_agent"] = on[0]
 
 
 def parse_config(argv: Sequence[str], notes: list[str] | None = None) -> TrainConfig:
@@ -149,17 +198,20 @@ def parse_config(argv: Sequence[str], notes: list[str] | None = None) -> TrainCo
     """
     ns = vars(build_parser().parse_args(list(argv)))
     original_only = {k: ns.pop(k) for k in ORIGINAL_ONLY if k in ns}
+    given = set(ns)
+    _agent_from_aliases(ns)
     builtin = ns.pop("builtin", False) or not argv
     values: dict[str, Any] = dict(BUILTIN_DEFAULTS) if builtin else {}
     values.update(ns)
     if builtin:
         values["builtin"] = True
     try:
-        cfg = TrainConfig(**values).validate()
+        cfg = validate(TrainConfig(**values))
     except TypeError as e:  # pragma: no cover - guarded by argparse
         raise ConfigError(str(e)) from e
+    inert = check_given(cfg, given)
     for dest, value in original_only.items():
-        note = ORIGINAL_ONLY[dest][2](value, cfg)
-        if notes is not None:
-            notes.append(note)
+        inert.append(ORIGINAL_ONLY[dest][2](value, cfg))
+    if notes is not None:
+        notes.extend(inert)
     return cfg

@@ -6,12 +6,12 @@ original's `--flag true/false` spelling and a bare `--flag`. jaxaudio adds `--co
 loader options. :mod:`jaxaudio.training.cli` builds the command line from the fields below
 (their ``help`` metadata), so a new option is one field here.
 
-Three kinds of code live here, apart: the fields; the checks (:meth:`TrainConfig.check` for
-values, :meth:`TrainConfig.check_paths` for the file system; both raise :class:`ConfigError`
-naming the flag and what was expected, and change nothing); and derived values (properties
-such as ``cascade``, ``agent``, ``disc_lr_value``, ``dataset_path``, plus
-:meth:`TrainConfig.resolved`, which fills the built-in dataset folder). Every check runs
-before any data is read or anything compiled (:meth:`TrainConfig.validate`).
+Two kinds of code live here: the fields, and derived values (properties such as
+``cascade``, ``agent``, ``dataset_path``, plus
+:meth:`TrainConfig.resolved`, which fills the built-in dataset folder). The checks live in
+:mod:`jaxaudio.training.config_checks` (``validate``: values, then paths; each raises
+:class:`ConfigError` naming the flag and what was expected), which the command line calls
+before any data is read or anything compiled.
 
 With no arguments at all, `python -m jaxaudio.train` runs the built-in default: a synthetic
 dataset it makes itself, the MDCT codec and a small cascade (see `BUILTIN_DEFAULTS`).
@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,19 @@ MAX_SEED = 2**32 - 1  # NumPy's and JAX's seeds are uint32 words
 
 
 SPECTRAL_PENALTY_WEIGHT = 0.01  # the original's fixed weight of the spectral outlier penalty
+# What a field left at None (its flag not given) takes, by the variant that decides it: each
+# default written once, here. The original's values are its variants' (the additive cascade
+# update, the original GAN).
+VARIANT_DEFAULTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "spectral_penalty_weight": ("cascade_update", {"additive": SPECTRAL_PENALTY_WEIGHT,
+                                                   "gain": 0.0}),
+    "disc_lr_schedule": ("gan_variant", {"original": "fixed", "stable": "follow"}),
+    "disc_target_acc": ("gan_variant", {"original": 0.0, "stable": 0.7}),
+}
+# ... and those that are a fraction of --lr.
+LR_FRACTIONS = {"disc_lr": 0.5, "min_lr": 0.01}
+# Saved keys of earlier versions: read and mapped (see TrainConfig.from_dict).
+RENAMED_AGENT_FLAGS = {"use_compositional_agent": "compositional", "use_creative_agent": "masking"}
 # Saved configurations without these keys predate them and meant the original's behaviour.
 LEGACY_DEFAULTS = {"mask_gate": "learned", "cascade_update": "additive", "gan_variant": "original", "plateau_threshold": 1e-4,
                    "plateau_cooldown": 0, "min_lr": 0.0, "disc_lr_schedule": "fixed",
@@ -53,8 +68,6 @@ def parse_loss_weights(text: str | None) -> dict[str, float]:
     """``"name=w,name=w"`` -> ``{name: w}``; names must be loss terms the objective knows."""
     if not text:
         return {}
-    import math
-
     from jaxaudio.training.objective import known_terms
 
     out: dict[str, float] = {}
@@ -72,6 +85,14 @@ def parse_loss_weights(text: str | None) -> dict[str, float]:
                               f"{', '.join(known_terms())}")
         out[name] = w
     return out
+
+
+def field_kind(hint) -> tuple[type, bool]:
+    """A field's type hint as ``(type, optional)``: ``(int, True)`` for ``int | None``."""
+    args = [a for a in getattr(hint, "__args__", ()) if a is not type(None)]
+    if args:
+        return args[0], True
+    return hint, False
 
 
 def opt(default: Any, help: str, **meta: Any) -> Any:
@@ -142,10 +163,11 @@ class TrainConfig:
     mask_energy_threshold: float = opt(0.7, "energy masking: percentile threshold of frame "
                                             "energy")
     # Creative agents
-    use_creative_agent: bool = opt(False, "learnable attention masking agent (cascade only) "
-                                          "(true/false)")
-    use_compositional_agent: bool = opt(False, "rhythm/harmony/timbre compositional agent "
-                                               "(cascade only) (true/false)")
+    creative_agent: str | None = opt(None, "the creative agent in front of the cascade: masking "
+                                           "(learnable attention masks; the original's "
+                                           "--use_creative_agent true) or compositional "
+                                           "(rhythm/harmony/timbre; --use_compositional_agent "
+                                           "true); needs --num_transformer_layers 2 or more")
     mask_reg_weight: float = opt(0.1, "weight of the agent's mask regulariser (masking) or "
                                       "novelty loss (compositional)")
     balance_loss_weight: float = opt(5.0, "weight of the masking agent's 50/50 balance loss")
@@ -160,8 +182,6 @@ class TrainConfig:
     gan_curriculum_start_epoch: int = opt(0, "epoch at which the pure-GAN curriculum starts")
     gan_noise_ceiling: float = opt(1.0, "largest noise fraction alpha of the curriculum")
     # jaxaudio additions: training core
-    creative_agent: str | None = opt(None, "a registered creative agent by name (masking, "
-                                           "compositional, ...); overrides the two agent flags")
     agent_options: str | None = opt(None, "the creative agent's own sizes, NAME=V,NAME=V "
                                           "(compositional: component_dim 64, composer_layers "
                                           "4, composer_heads 8, the original's)")
@@ -230,13 +250,26 @@ class TrainConfig:
     stop_after_steps: int | None = opt(None, "stop after this many steps of this process, "
                                              "saving a resumable checkpoint as SIGTERM does "
                                              "(e.g. before a job's time limit)")
+    allow_dataset_change: bool = opt(False, "with --resume: continue on a dataset whose "
+                                            "contents differ from the checkpoint's (the best "
+                                            "model is then chosen afresh)", switch=True)
+    debug: bool = opt(False, "on an error, print the whole traceback after the one-line "
+                             "message", switch=True)
     builtin: bool = field(default=False, repr=False, metadata={"flag": False})
 
     # --- derived values --------------------------------------------------------------------
 
-    @property
-    def disc_lr_value(self) -> float:
-        return self.disc_lr if self.disc_lr is not None else 0.5 * self.lr
+    def __post_init__(self) -> None:
+        """Fill what a flag left at None from the variant that decides it
+        (:data:`VARIANT_DEFAULTS`, :data:`LR_FRACTIONS`), so every configuration, saved ones
+        too, holds the values it runs with."""
+        for name, (variant, values) in VARIANT_DEFAULTS.items():
+            if getattr(self, name) is None and getattr(self, variant) in values:
+                setattr(self, name, values[getattr(self, variant)])
+        lr_ok = isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0
+        for name, fraction in LR_FRACTIONS.items():
+            if getattr(self, name) is None and lr_ok:  # a bad --lr is the checks' to name
+                setattr(self, name, fraction * self.lr)
 
     @property
     def makes_builtin_dataset(self) -> bool:
@@ -249,15 +282,9 @@ class TrainConfig:
 
     @property
     def agent(self) -> str | None:
-        """Which creative agent the model really builds (the original ignores agents without a
-        cascade): ``--creative_agent NAME``, else the original's flags."""
-        from jaxaudio.agents.registry import agent_kind
-
-        if self.cascade and self.creative_agent:
-            return self.creative_agent
-        return agent_kind({"use_creative_agent": self.use_creative_agent,
-                           "use_compositional_agent": self.use_compositional_agent},
-                          self.cascade)
+        """The creative agent the model builds (agents exist only in the cascade; a run that
+        names one without it is refused by the checks)."""
+        return self.creative_agent if self.cascade else None
 
     @property
     def agent_option_map(self) -> dict[str, int]:
@@ -269,35 +296,13 @@ class TrainConfig:
         except ValueError as e:
             raise ConfigError(f"--agent_options: {e}") from e
 
-    @property
-    def spectral_penalty_weight_value(self) -> float:
-        if self.spectral_penalty_weight is not None:
-            return self.spectral_penalty_weight
-        return SPECTRAL_PENALTY_WEIGHT if self.cascade_update == "additive" else 0.0
-
-    @property
-    def disc_lr_schedule_value(self) -> str:
-        if self.disc_lr_schedule is not None:
-            return self.disc_lr_schedule
-        return "fixed" if self.gan_variant == "original" else "follow"
-
-    @property
-    def disc_target_acc_value(self) -> float:
-        if self.disc_target_acc is not None:
-            return self.disc_target_acc
-        return 0.0 if self.gan_variant == "original" else 0.7
-
-    @property
-    def min_lr_value(self) -> float:
-        return self.min_lr if self.min_lr is not None else 0.01 * self.lr
-
     def loss_weight_map(self) -> dict[str, float]:
         """The objective's ``{term name: weight}``: the original's flags, then
         ``--loss_weights NAME=W,...`` (see :mod:`jaxaudio.training.objective`)."""
         weights = {
             "rms_input": self.loss_weight_input, "rms_target": self.loss_weight_target,
             "spectral": self.loss_weight_spectral, "mel": self.loss_weight_mel,
-            "corr_penalty": self.corr_weight, "spectral_penalty": self.spectral_penalty_weight_value,
+            "corr_penalty": self.corr_weight, "spectral_penalty": self.spectral_penalty_weight,
             "mask_reg_loss": self.mask_reg_weight, "novelty_loss": self.mask_reg_weight,
             "balance_loss": self.balance_loss_weight, "gan_loss": self.gan_weight,
         }
@@ -320,27 +325,6 @@ class TrainConfig:
             self.dataset_folder = BUILTIN_DATASET
         return self
 
-    # --- checks ------------------------------------------------------------------------------
-
-    def validate(self) -> "TrainConfig":
-        """Derived values filled in, then every check (values, then paths)."""
-        self.resolved()
-        self.check()
-        self.check_paths()
-        return self
-
-    def check(self) -> None:
-        """Every value on its own and in combination; no file system access."""
-        from jaxaudio.training.config_checks import check_values
-
-        check_values(self)
-
-    def check_paths(self) -> None:
-        """Every path flag: what must exist exists, what will be written can be."""
-        from jaxaudio.training.config_checks import check_paths
-
-        check_paths(self)
-
     # --- serialisation -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
@@ -348,11 +332,21 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        """A saved configuration. One of an earlier version is read as it meant: a key it did not
+        have takes the original's behaviour (:data:`LEGACY_DEFAULTS`), and the agent's two
+        booleans become ``creative_agent`` (with a log line)."""
+        d = dict(d)
+        flags = {k: d.pop(k) for k in RENAMED_AGENT_FLAGS if k in d}
+        on = [name for key, name in RENAMED_AGENT_FLAGS.items() if flags.get(key)]
+        if on and not d.get("creative_agent"):  # the compositional agent won in the original
+            d["creative_agent"] = on[0]
+            logging.getLogger(__name__).info(
+                "saved configuration: %s read as creative_agent=%s",
+                ", ".join(f"{k}=true" for k in RENAMED_AGENT_FLAGS if flags.get(k)), on[0])
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ConfigError(f"unknown configuration keys: {', '.join(unknown)}")
-        # A configuration saved before a key existed meant the original's behaviour by it.
         return cls(**{**LEGACY_DEFAULTS, **d})
 
     def to_json(self) -> str:

@@ -83,7 +83,13 @@ def _check_core(cfg) -> None:
 
 
 def check_values(cfg) -> None:
+    """Every value on its own and in combination; no file system access."""
     _check_core(cfg)
+    _check_numbers(cfg)
+    _check_combinations(cfg)
+
+
+def _check_numbers(cfg) -> None:
     for name in POSITIVE_INTS:
         v = getattr(cfg, name)
         need(_is_int(v) and v >= 1, name, "a positive integer", v)
@@ -111,26 +117,34 @@ def check_values(cfg) -> None:
          "disc_lr", "a positive number", cfg.disc_lr)
     need(_is_int(cfg.gan_curriculum_start_epoch) and cfg.gan_curriculum_start_epoch >= 0,
          "gan_curriculum_start_epoch", "an integer >= 0", cfg.gan_curriculum_start_epoch)
+    if cfg.allow_dataset_change and not cfg.resume:
+        raise ConfigError("--allow_dataset_change: does nothing without --resume (it lets a "
+                          "resumed run continue on other data)")
+    need(cfg.stop_after_steps is None or (_is_int(cfg.stop_after_steps)
+                                          and cfg.stop_after_steps >= 1),
+         "stop_after_steps", "a positive integer", cfg.stop_after_steps)
+    for name in ("log_samples", "quality_clips"):
+        v = getattr(cfg, name)
+        need(_is_int(v) and v >= 0, name, "an integer >= 0", v)
+
+
+def _check_combinations(cfg) -> None:
     need(cfg.mask_type in MASK_TYPES, "mask_type", f"one of {', '.join(MASK_TYPES)}",
          cfg.mask_type)
     need(cfg.codec in CODECS, "codec", f"one of {', '.join(CODECS)}", cfg.codec)
     for name in ("precision", "codec_precision"):
         need(getattr(cfg, name) in PRECISIONS, name, f"one of {', '.join(PRECISIONS)}",
              getattr(cfg, name))
-    for name in ("log_samples", "quality_clips"):
-        v = getattr(cfg, name)
-        need(_is_int(v) and v >= 0, name, "an integer >= 0", v)
-    need(cfg.stop_after_steps is None or (_is_int(cfg.stop_after_steps)
-                                          and cfg.stop_after_steps >= 1),
-         "stop_after_steps", "a positive integer", cfg.stop_after_steps)
     for name in ("checkpoint_dir", "mlflow_uri"):
         need(isinstance(getattr(cfg, name), str) and getattr(cfg, name).strip() != "", name,
              "a non-empty value", getattr(cfg, name))
     if cfg.cascade:
         _check_positions(cfg)
-    if cfg.use_creative_agent and cfg.use_compositional_agent:
-        raise ConfigError("--use_creative_agent and --use_compositional_agent are mutually "
-                          "exclusive: choose one creative agent")
+    if cfg.creative_agent is not None and not cfg.cascade:
+        raise ConfigError(f"--creative_agent {cfg.creative_agent} (or the original's "
+                          f"--use_*_agent true) needs the cascade: --num_transformer_layers 2 "
+                          f"or more (the single-stage model has no agent; the original would "
+                          f"train without it)")
     if cfg.mask_type != "none" and not cfg.cascade:
         raise ConfigError("--mask_type needs the cascade (--num_transformer_layers 2): the "
                           "single-stage model sees no target to mask")
@@ -225,3 +239,57 @@ def check_paths(cfg) -> None:
             raise ConfigError(f"--mlflow_uri {cfg.mlflow_uri}: {db} is a folder; expected a "
                               f"database file name")
         writable_folder(db.parent, f"--mlflow_uri {cfg.mlflow_uri}")
+
+
+def validate(cfg):
+    """Derived values filled in (:meth:`TrainConfig.resolved`), then every check: values, then
+    paths. Returns ``cfg``; raises :class:`ConfigError` naming the flag."""
+    cfg.resolved()
+    check_values(cfg)
+    check_paths(cfg)
+    return cfg
+
+
+# Flags that do nothing in some configurations: (flags, inert when, why). jaxaudio's own flags
+# given there are errors; the original's flags (its scripts pass them regardless) get a note.
+_NO_GAN = (lambda c: c.gan_weight == 0, "the run has no discriminator (--gan_weight 0)")
+INERT_JAXAUDIO = [
+    (("cascade_update",), lambda c: not c.cascade,
+     "the single-stage model has no cascade (--num_transformer_layers 1)"),
+    (("mask_gate",), lambda c: c.agent != "masking", "only the masking agent has a mask gate"),
+    (("gan_variant", "gan_r1", "disc_dropout", "disc_lr_schedule", "disc_target_acc",
+      "disc_noise_rate", "disc_noise_max"), *_NO_GAN),
+    (("gan_r1",), lambda c: c.gan_variant == "original",
+     "the R1 penalty is the stable GAN's (--gan_variant original has none)"),
+    (("disc_noise_rate", "disc_noise_max"), lambda c: not c.disc_target_acc,
+     "the adaptive instance noise is off (--disc_target_acc 0)"),
+    (("plateau_factor", "plateau_patience", "plateau_threshold", "plateau_cooldown"),
+     lambda c: c.lr_schedule != "plateau", "the schedule is not the plateau's (--lr_schedule)"),
+    (("codec_weights",), lambda c: c.codec != "encodec", "the MDCT codec has no weights"),
+    (("cache_dir",), lambda c: not c.use_cache, "the latent cache is off (--use_cache false)"),
+]
+INERT_ORIGINAL = [
+    (("disc_lr", "disc_update_freq", "pure_gan_mode", "gan_curriculum_start_epoch",
+      "gan_noise_ceiling"), *_NO_GAN),
+    (("mask_reg_weight",), lambda c: c.agent is None, "no creative agent is on"),
+    (("balance_loss_weight",), lambda c: c.agent != "masking",
+     "the balance loss is the masking agent's"),
+    (("mask_temporal_segment",), lambda c: c.mask_type not in ("temporal", "hybrid"),
+     "only --mask_type temporal and hybrid use it"),
+    (("mask_freq_split",), lambda c: c.mask_type not in ("frequency", "hybrid"),
+     "only --mask_type frequency and hybrid use it"),
+    (("mask_channel_keep",), lambda c: c.mask_type != "spectral", "only --mask_type spectral uses it"),
+    (("mask_energy_threshold",), lambda c: c.mask_type != "energy",
+     "only --mask_type energy uses it"),
+]
+
+
+def check_given(cfg, given) -> list[str]:
+    """Flags given on the command line that do nothing in ``cfg``: raises
+    :class:`ConfigError` for jaxaudio's own; returns a note for each of the original's."""
+    for flags, inert, why in INERT_JAXAUDIO:
+        for flag in flags:
+            if flag in given and inert(cfg):
+                raise ConfigError(f"--{flag}: does nothing here: {why}")
+    return [f"--{flag} has no effect here: {why}" for flags, inert, why in INERT_ORIGINAL
+            for flag in flags if flag in given and inert(cfg)]

@@ -1,26 +1,37 @@
 """The original's training losses (``training/losses.py`` and ``correlation_penalty.py``) as pure
-JAX functions; the two penalties live in :mod:`jaxaudio.training.penalties` and are re-exported.
+JAX functions, and the objective built from them as named terms.
 
 Same formulas as the original, quirks included (they are what the fixtures measure): spectral
 convergence is taken over the whole batch with ``+ 1e-6`` in the denominator, and the L1 terms
-have derivative 0 where the two sides are equal (torch's ``abs``).
+have derivative 0 where the two sides are equal (torch's ``abs``). The two penalties live in
+:mod:`jaxaudio.training.penalties` and the spectra they share in
+:mod:`jaxaudio.training.spectra`; both are re-exported here.
 
 Audio is ``[B, N]`` or ``[B, 1, N]`` (mono); every loss returns a scalar computed in float32
 (float64 for float64 input), whatever the input dtype. All work under ``jax.jit``, ``jax.grad``
 and ``jax.vmap`` (over a leading axis of batches), and their gradients are finite on a silent
 prediction, a silent target and identical inputs: square roots and ``|STFT|`` have derivative 0
 at 0, as torch defines for ``abs`` and ``norm``.
+
+The objective is a set of named terms, each a function of one :class:`LossInputs` (the output,
+input and target audio and their STFTs, computed once); :data:`AUDIO_TERMS` are the
+original's. :func:`evaluate_terms` and :func:`weighted_total` compute and sum them with a
+``{name: weight}`` mapping; :func:`combined_loss` (the original's objective) and the train step
+(through :mod:`jaxaudio.training.objective`, which registers the terms by name) both use them.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from jaxaudio.dsp import as_mono_batch, magnitude, mel_from_stft, safe_sqrt, stft_frames
+from jaxaudio.dsp import as_mono_batch, safe_sqrt
 from jaxaudio.training.penalties import modulation_correlation_penalty, spectral_outlier_penalty
+from jaxaudio.training.spectra import (LOG_EPS, SC_EPS, SpecCache, mean_rows, mel_distance,  # noqa: F401
+                                       resolutions, row_weights, rows, stft_distance)
 
 __all__ = [
     "rms_loss",
@@ -30,13 +41,16 @@ __all__ = [
     "modulation_correlation_penalty",
     "combined_loss",
     "CombinedLoss",
+    "LossInputs",
+    "AUDIO_TERMS",
+    "evaluate_terms",
+    "weighted_total",
 ]
 
-LOG_EPS = 1e-5  # inside log(|X| + eps) and log(mel + eps)
-SC_EPS = 1e-6  # spectral convergence denominator
 DEFAULT_FFT_SIZES = (512, 1024, 2048)
 DEFAULT_HOP_SIZES = (128, 256, 512)
 DEFAULT_WIN_SIZES = (512, 1024, 2048)
+DEFAULT_MEL = (24000, 1024, 80, 256, 0.0, 8000.0)  # sample rate, n_fft, mels, hop, fmin, fmax
 
 
 def _pair(a, b, names: tuple[str, str]) -> tuple[jax.Array, jax.Array]:
@@ -45,35 +59,6 @@ def _pair(a, b, names: tuple[str, str]) -> tuple[jax.Array, jax.Array]:
         raise ValueError(f"{names[0]} {a.shape} and {names[1]} {b.shape} must have equal shapes")
     dt = jnp.promote_types(a.dtype, b.dtype)
     return a.astype(dt), b.astype(dt)
-
-
-def _rows(x: jax.Array, w: jax.Array | None) -> jax.Array:
-    """``x [B, ...]`` with the rows of weight 0 zeroed (no weights: ``x``)."""
-    if w is None:
-        return x
-    keep = w.reshape((-1,) + (1,) * (x.ndim - 1)) > 0
-    return jnp.where(keep, x, jnp.zeros((), x.dtype))
-
-
-def _mean(x: jax.Array, w: jax.Array | None) -> jax.Array:
-    """Mean over every element of the rows of weight 1 (``w`` is ``[B]`` of 0/1, or None)."""
-    if w is None:
-        return jnp.mean(x)
-    per_row = x[0].size
-    return jnp.sum(_rows(x, w)) / (jnp.maximum(jnp.sum(w), 1).astype(x.dtype) * per_row)
-
-
-def _weights(valid, batch: int) -> jax.Array | None:
-    if valid is None:
-        return None
-    w = jnp.asarray(valid)
-    if w.shape != (batch,):
-        raise ValueError(f"valid must be a [B] = [{batch}] array of 0/1 weights, got {w.shape}")
-    return w
-
-
-def _fro(x: jax.Array) -> jax.Array:
-    return safe_sqrt(jnp.sum(x * x))
 
 
 def rms_loss(output: jax.Array, target: jax.Array, *, valid: jax.Array | None = None) -> jax.Array:
@@ -88,61 +73,10 @@ def rms_loss(output: jax.Array, target: jax.Array, *, valid: jax.Array | None = 
     """
     o, t = _pair(output, target, ("output", "target"))
     d = o - t
-    return safe_sqrt(_mean(d * d, _weights(valid, o.shape[0])))
+    return safe_sqrt(mean_rows(d * d, row_weights(valid, o.shape[0])))
 
 
-# --- multi-resolution STFT ------------------------------------------------------------------
-
-
-def _resolutions(fft_sizes, hop_sizes, win_sizes) -> tuple[tuple[int, int, int], ...]:
-    fft_sizes, hop_sizes, win_sizes = tuple(fft_sizes), tuple(hop_sizes), tuple(win_sizes)
-    if not (len(fft_sizes) == len(hop_sizes) == len(win_sizes)) or not fft_sizes:
-        raise ValueError(
-            "stft_loss: fft_sizes, hop_sizes and win_sizes must be non-empty and of equal length, "
-            f"got {fft_sizes}, {hop_sizes}, {win_sizes}"
-        )
-    return tuple((int(f), int(h), int(w)) for f, h, w in zip(fft_sizes, hop_sizes, win_sizes))
-
-
-class _SpecCache:
-    """STFTs of one signal, computed once per (n_fft, hop, win) and shared between the
-    STFT and mel losses (the mel default n_fft=1024, hop=256 is also an STFT resolution)."""
-
-    def __init__(self, x: jax.Array):
-        self.x = x
-        self._stft: dict[tuple[int, int, int], jax.Array] = {}
-        self._logmag: dict[tuple[int, int, int], tuple[jax.Array, jax.Array]] = {}
-        self._logmel: dict[tuple, jax.Array] = {}
-
-    def stft(self, res: tuple[int, int, int]) -> jax.Array:
-        if res not in self._stft:
-            self._stft[res] = stft_frames(self.x, res[0], res[1], res[2])
-        return self._stft[res]
-
-    def mag_logmag(self, res: tuple[int, int, int]) -> tuple[jax.Array, jax.Array]:
-        if res not in self._logmag:
-            mag = magnitude(self.stft(res))
-            self._logmag[res] = (mag, jnp.log(mag + LOG_EPS))
-        return self._logmag[res]
-
-    def logmel(self, sample_rate, n_fft, n_mels, hop_length, fmin, fmax) -> jax.Array:
-        key = (sample_rate, n_fft, n_mels, hop_length, fmin, fmax)
-        if key not in self._logmel:
-            z = self.stft((int(n_fft), int(hop_length), int(n_fft)))
-            mel = mel_from_stft(z, sample_rate, n_fft, n_mels, fmin, fmax)
-            self._logmel[key] = jnp.log(mel + LOG_EPS)
-        return self._logmel[key]
-
-
-def _stft_distance(pred: _SpecCache, target: _SpecCache, resolutions, w=None) -> jax.Array:
-    sc_sum = 0.0
-    lm_sum = 0.0
-    for res in resolutions:
-        mp, lp = pred.mag_logmag(res)
-        mt, lt = target.mag_logmag(res)
-        sc_sum = sc_sum + _fro(_rows(mp - mt, w)) / (_fro(_rows(mt, w)) + SC_EPS)
-        lm_sum = lm_sum + _mean(magnitude(lp - lt), w)
-    return (sc_sum + lm_sum) / len(resolutions)
+# --- multi-resolution STFT and mel -------------------------------------------------------
 
 
 def stft_loss(
@@ -165,13 +99,9 @@ def stft_loss(
         y_pred, y_target: audio ``[B, N]`` or ``[B, 1, N]``.
         valid: optional ``[B]`` 0/1 weights (see :func:`rms_loss`).
     """
-    resolutions = _resolutions(fft_sizes, hop_sizes, win_sizes)
+    res = resolutions(fft_sizes, hop_sizes, win_sizes)
     p, t = _pair(y_pred, y_target, ("y_pred", "y_target"))
-    return _stft_distance(_SpecCache(p), _SpecCache(t), resolutions, _weights(valid, p.shape[0]))
-
-
-def _mel_distance(pred: _SpecCache, target: _SpecCache, mel_args: tuple, w=None) -> jax.Array:
-    return _mean(magnitude(pred.logmel(*mel_args) - target.logmel(*mel_args)), w)
+    return stft_distance(SpecCache(p), SpecCache(t), res, row_weights(valid, p.shape[0]))
 
 
 def mel_loss(
@@ -197,10 +127,104 @@ def mel_loss(
     """
     p, t = _pair(y_pred, y_target, ("y_pred", "y_target"))
     mel_args = (sample_rate, n_fft, n_mels, hop_length, fmin, fmax)
-    return _mel_distance(_SpecCache(p), _SpecCache(t), mel_args, _weights(valid, p.shape[0]))
+    return mel_distance(SpecCache(p), SpecCache(t), mel_args, row_weights(valid, p.shape[0]))
 
 
-# --- the training objective -------------------------------------------------------------------
+# --- the objective as named terms ---------------------------------------------------------
+
+
+@dataclass
+class LossInputs:
+    """What the terms see: ``output``, ``input``, ``target`` audio ``[B, N]`` (equal lengths),
+    ``output_latent [B, D, T]``, ``valid`` (``[B]`` 0/1 row weights, or None). STFTs are
+    computed once per signal and resolution and shared by every term."""
+
+    output: jax.Array
+    input: jax.Array
+    target: jax.Array
+    output_latent: jax.Array | None = None
+    valid: jax.Array | None = None
+    _specs: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_audio(cls, output, input, target, *, output_latent=None, valid=None) -> "LossInputs":
+        """float32 mono audio cut to the shortest of the three (a codec's decode may be a few
+        samples longer than the clip)."""
+        out = as_mono_batch(output, "output")
+        n = min(out.shape[-1], input.shape[-1], target.shape[-1])
+        return cls(out[..., :n].astype(jnp.float32),
+                   as_mono_batch(input, "input")[..., :n].astype(jnp.float32),
+                   as_mono_batch(target, "target")[..., :n].astype(jnp.float32),
+                   output_latent, valid)
+
+    def spec(self, which: str) -> SpecCache:
+        if which not in self._specs:
+            self._specs[which] = SpecCache(getattr(self, which))
+        return self._specs[which]
+
+    def rows(self) -> jax.Array | None:
+        return None if self.valid is None else row_weights(self.valid, self.output.shape[0])
+
+
+_RES = resolutions(DEFAULT_FFT_SIZES, DEFAULT_HOP_SIZES, DEFAULT_WIN_SIZES)
+
+
+def _both(distance, x: LossInputs, args) -> jax.Array:
+    """The average of ``distance`` between the output and the input and the target."""
+    w = x.rows()
+    return 0.5 * (distance(x.spec("output"), x.spec("input"), args, w)
+                  + distance(x.spec("output"), x.spec("target"), args, w))
+
+
+# The original's audio terms by name (combined_loss's components, in its order).
+AUDIO_TERMS: dict[str, Callable[[LossInputs], jax.Array]] = {
+    "rms_input": lambda x: rms_loss(x.output, x.input, valid=x.rows()),
+    "rms_target": lambda x: rms_loss(x.output, x.target, valid=x.rows()),
+    "spectral": lambda x: _both(stft_distance, x, _RES),
+    "mel": lambda x: _both(mel_distance, x, DEFAULT_MEL),
+    "corr_penalty": lambda x: modulation_correlation_penalty(
+        x.input, x.target, x.output, m_parts=250, valid=x.rows()),
+}
+
+
+def static_weight(w) -> float | None:
+    """The weight as a Python float when it is known at trace time, else None."""
+    if isinstance(w, getattr(jax.core, "Tracer", ())):
+        return None
+    try:
+        return float(w)
+    except (TypeError, jax.errors.ConcretizationTypeError):
+        return None
+
+
+def evaluate_terms(inputs: LossInputs, terms: Mapping[str, Callable[[LossInputs], jax.Array]],
+                   weights: Mapping[str, float], dtype=jnp.float32) -> dict[str, jax.Array]:
+    """Each of ``terms`` whose weight is not known to be <= 0 at trace time (a Python number,
+    NumPy or concrete JAX scalar); the others are 0, not computed, as the original reports a
+    switched-off component. A traced weight is always computed."""
+    out = {}
+    for name, fn in terms.items():
+        s = static_weight(weights.get(name, 0.0))
+        out[name] = (jnp.zeros((), dtype) if s is not None and not s > 0
+                     else fn(inputs).astype(dtype))
+    return out
+
+
+def weighted_total(terms: Mapping[str, jax.Array], weights: Mapping[str, float],
+                   dtype=jnp.float32) -> jax.Array:
+    """``sum(weights[name] * terms[name])`` over the terms present (a term without a weight
+    counts 0; a static weight <= 0 adds nothing, so a NaN in a switched-off term cannot leak;
+    a traced weight <= 0 adds 0)."""
+    total = jnp.zeros((), dtype)
+    for name, value in terms.items():
+        w = weights.get(name, 0.0)
+        s = static_weight(w)
+        if s is not None:
+            if s > 0:
+                total = total + s * value
+        else:
+            total = total + jnp.where(w > 0, w * value, 0.0)
+    return total
 
 
 class CombinedLoss(NamedTuple):
@@ -212,16 +236,6 @@ class CombinedLoss(NamedTuple):
     spectral: jax.Array
     mel: jax.Array
     corr_penalty: jax.Array
-
-
-def _static_weight(w) -> float | None:
-    """The weight as a Python float when it is known at trace time, else None."""
-    if isinstance(w, getattr(jax.core, "Tracer", ())):
-        return None
-    try:
-        return float(w)
-    except (TypeError, jax.errors.ConcretizationTypeError):
-        return None
 
 
 def combined_loss(
@@ -270,51 +284,17 @@ def combined_loss(
             "must have equal shapes"
         )
     dt = jnp.promote_types(jnp.promote_types(out.dtype, inp.dtype), tgt.dtype)
-    out, inp, tgt = out.astype(dt), inp.astype(dt), tgt.astype(dt)
-    rows = _weights(valid, out.shape[0])
-    spec_out, spec_in, spec_tg = _SpecCache(out), _SpecCache(inp), _SpecCache(tgt)
-    resolutions = _resolutions(DEFAULT_FFT_SIZES, DEFAULT_HOP_SIZES, DEFAULT_WIN_SIZES)
-    mel_args = (24000, 1024, 80, 256, 0.0, 8000.0)
-
-    def spectral():
-        return 0.5 * (
-            _stft_distance(spec_out, spec_in, resolutions, rows)
-            + _stft_distance(spec_out, spec_tg, resolutions, rows)
-        )
-
-    def mel():
-        return 0.5 * (
-            _mel_distance(spec_out, spec_in, mel_args, rows)
-            + _mel_distance(spec_out, spec_tg, mel_args, rows)
-        )
-
-    components = {
-        "rms_input": (weight_input, lambda: rms_loss(out, inp, valid=rows)),
-        "rms_target": (weight_target, lambda: rms_loss(out, tgt, valid=rows)),
-        "spectral": (weight_spectral, spectral),
-        "mel": (weight_mel, mel),
-        "corr_penalty": (
-            weight_correlation,
-            lambda: modulation_correlation_penalty(inp, tgt, out, m_parts=250, valid=rows),
-        ),
-    }
-    fields = {}
-    total = jnp.zeros((), dt)
-    for name, (weight, compute) in components.items():
-        static = _static_weight(weight)
-        if static is not None and not static > 0:
-            fields[name] = jnp.zeros((), dt)
-            continue
-        value = compute().astype(dt)
-        if static is None:
-            w = jnp.asarray(weight, dt)
-            value = jnp.where(w > 0, value, 0)
-            total = total + w * value
-        else:
-            total = total + static * value
-        fields[name] = value
+    inputs = LossInputs(out.astype(dt), inp.astype(dt), tgt.astype(dt),
+                        valid=row_weights(valid, out.shape[0]))
+    weights = dict(zip(AUDIO_TERMS, (weight_input, weight_target, weight_spectral, weight_mel,
+                                     weight_correlation)))
+    fields = evaluate_terms(inputs, AUDIO_TERMS, weights, dt)
+    total = weighted_total(fields, weights, dt)
+    # a traced weight <= 0 reports its computed component as 0, as a static one does
+    fields = {k: v if static_weight(weights[k]) is not None
+              else jnp.where(jnp.asarray(weights[k], dt) > 0, v, 0) for k, v in fields.items()}
     # The correlation penalty reads a NaN output as 0 (the original's guard); the total must
     # not: a non-finite output (in the rows that count) makes it NaN whatever the weights.
-    finite = jnp.all(jnp.isfinite(_rows(out, rows)))
+    finite = jnp.all(jnp.isfinite(rows(inputs.output, inputs.valid)))
     total = jnp.where(finite, total, jnp.asarray(jnp.nan, dt))
     return CombinedLoss(total=total, **fields)

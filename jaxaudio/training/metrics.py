@@ -174,3 +174,30 @@ def write_metrics_line(path: Path, epoch: int, metrics: Mapping[str, float]) -> 
 
     with open(path, "a") as f:
         f.write(json.dumps({"epoch": epoch, **{k: float(v) for k, v in metrics.items()}}) + "\n")
+
+
+def truncate_history(path: Path, epoch: int) -> None:
+    """Drop ``metrics.jsonl`` rows of epochs after ``epoch`` (a resume of an older checkpoint)."""
+    import json
+
+    from jaxaudio.data.atomic_files import atomic_write_text
+
+    if not path.exists():
+        return
+    rows = path.read_text().splitlines()
+    keep = [r for r in rows if r.strip() and json.loads(r).get("epoch", 0) <= epoch]
+    if len(keep) != len(rows):
+        atomic_write_text(path, "".join(r + "\n" for r in keep))
+
+
+def epoch_summary(epoch: int, epochs: int, m: Mapping[str, float]) -> str:
+    """The line printed after each epoch (``epoch``: 0-based)."""
+    parts = [f"epoch {epoch + 1}/{epochs}: train_loss {m['train_loss']:.4f}",
+             f"val_loss {m.get('val_loss', float('nan')):.4f}"]
+    for k in ("val_rms_input", "val_rms_target", "val_spectral", "val_mel"):
+        if k in m:
+            parts.append(f"{k[4:]} {m[k]:.4f}")
+    parts.append(f"lr {m['learning_rate']:.2e}")
+    if "train_samples_per_second" in m:
+        parts.append(f"{m['train_samples_per_second']:.1f} samples/s")
+    return ", ".join(parts)

@@ -5,7 +5,10 @@ compared with, the output latents) returning a scalar. The total is ``sum(weight
 term[name])`` over the config's ``{name: weight}`` mapping (see
 :meth:`jaxaudio.training.config.TrainConfig.loss_weights`); every term is logged under its
 name. Terms that come from elsewhere (an agent's losses, the GAN's generator loss) are added by
-name the same way, so the weights of all of them live in one mapping.
+name the same way, so the weights of all of them live in one mapping. The original's audio
+terms and their weighted sum are :mod:`jaxaudio.training.losses`'
+(:data:`~jaxaudio.training.losses.AUDIO_TERMS`), which
+:func:`~jaxaudio.training.losses.combined_loss` sums the same way: one objective.
 
 Adding a term is one function and one :func:`register_loss` call; its weight is then set with
 ``--loss_weights NAME=W`` (and, for a default other than 0, one entry in the config's default
@@ -15,43 +18,14 @@ gives the same numbers) plus its fixed 0.01 spectral outlier penalty.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping
 
 import jax
-import jax.numpy as jnp
 
-from jaxaudio.dsp import as_mono_batch
 from jaxaudio.training import losses as L
-from jaxaudio.training.penalties import modulation_correlation_penalty, spectral_outlier_penalty
-
-
-@dataclass
-class LossInputs:
-    """What the terms see: ``output``, ``input``, ``target`` audio ``[B, N]`` (equal lengths),
-    ``output_latent [B, D, T]``, ``valid`` (``[B]`` 0/1 row weights, or None). STFTs are
-    computed once per signal and resolution and shared by every term."""
-
-    output: jax.Array
-    input: jax.Array
-    target: jax.Array
-    output_latent: jax.Array | None = None
-    valid: jax.Array | None = None
-    _specs: dict = field(default_factory=dict, repr=False)
-
-    @classmethod
-    def from_audio(cls, output, input, target, *, output_latent=None, valid=None) -> "LossInputs":
-        out = as_mono_batch(output, "output")
-        n = min(out.shape[-1], input.shape[-1], target.shape[-1])
-        return cls(out[..., :n].astype(jnp.float32),
-                   as_mono_batch(input, "input")[..., :n].astype(jnp.float32),
-                   as_mono_batch(target, "target")[..., :n].astype(jnp.float32),
-                   output_latent, valid)
-
-    def spec(self, which: str) -> "L._SpecCache":
-        if which not in self._specs:
-            self._specs[which] = L._SpecCache(getattr(self, which))
-        return self._specs[which]
+from jaxaudio.training.losses import LossInputs, weighted_total  # noqa: F401  (re-exported)
+from jaxaudio.training.penalties import spectral_outlier_penalty
 
 
 @dataclass(frozen=True)
@@ -89,63 +63,25 @@ def known_terms() -> tuple[str, ...]:
     return tuple(names)
 
 
-_RES = L._resolutions(L.DEFAULT_FFT_SIZES, L.DEFAULT_HOP_SIZES, L.DEFAULT_WIN_SIZES)
-_MEL = (24000, 1024, 80, 256, 0.0, 8000.0)
-
-
-def _rows(x: LossInputs):
-    return None if x.valid is None else L._weights(x.valid, x.output.shape[0])
-
-
-register_loss("rms_input", lambda x: L.rms_loss(x.output, x.input, valid=_rows(x)),
-              "RMS of (output - input)")
-register_loss("rms_target", lambda x: L.rms_loss(x.output, x.target, valid=_rows(x)),
-              "RMS of (output - target)")
-register_loss("spectral", lambda x: 0.5 * (
-    L._stft_distance(x.spec("output"), x.spec("input"), _RES, _rows(x))
-    + L._stft_distance(x.spec("output"), x.spec("target"), _RES, _rows(x))),
-    "multi-resolution STFT loss against input and target, averaged")
-register_loss("mel", lambda x: 0.5 * (
-    L._mel_distance(x.spec("output"), x.spec("input"), _MEL, _rows(x))
-    + L._mel_distance(x.spec("output"), x.spec("target"), _MEL, _rows(x))),
-    "log-mel L1 against input and target, averaged")
-register_loss("corr_penalty", lambda x: modulation_correlation_penalty(
-    x.input, x.target, x.output, m_parts=250, valid=_rows(x)),
-    "anti-modulation envelope-correlation penalty")
+_DOCS = {
+    "rms_input": "RMS of (output - input)",
+    "rms_target": "RMS of (output - target)",
+    "spectral": "multi-resolution STFT loss against input and target, averaged",
+    "mel": "log-mel L1 against input and target, averaged",
+    "corr_penalty": "anti-modulation envelope-correlation penalty",
+}
+for _name, _fn in L.AUDIO_TERMS.items():
+    register_loss(_name, _fn, _DOCS[_name])
 register_loss("spectral_penalty", lambda x: spectral_outlier_penalty(x.output),
               "spectral outlier penalty (the original's fixed weight 0.01)", validation=False)
-
-
-def _static(w) -> float | None:
-    return L._static_weight(w)
 
 
 def compute_terms(inputs: LossInputs, weights: Mapping[str, float], *,
                   names: tuple[str, ...] | None = None) -> dict[str, jax.Array]:
     """Each registered term (of ``names``, default all) whose weight is not a static 0; the
     others are 0 (not computed), as the original reports a switched-off component."""
-    out = {}
-    for name in (tuple(LOSS_TERMS) if names is None else [n for n in names if n in LOSS_TERMS]):
-        w = weights.get(name, 0.0)
-        s = _static(w)
-        out[name] = (jnp.zeros((), jnp.float32) if s is not None and not s > 0
-                     else LOSS_TERMS[name].fn(inputs).astype(jnp.float32))
-    return out
-
-
-def weighted_total(terms: Mapping[str, jax.Array], weights: Mapping[str, float]) -> jax.Array:
-    """``sum(weights[name] * terms[name])`` over the terms present (a term without a weight
-    counts 0; a static weight 0 adds nothing, so a NaN in a switched-off term cannot leak)."""
-    total = jnp.zeros((), jnp.float32)
-    for name, value in terms.items():
-        w = weights.get(name, 0.0)
-        s = _static(w)
-        if s is not None:
-            if s > 0:
-                total = total + s * value
-        else:
-            total = total + jnp.where(w > 0, w * value, 0.0)
-    return total
+    chosen = tuple(LOSS_TERMS) if names is None else [n for n in names if n in LOSS_TERMS]
+    return L.evaluate_terms(inputs, {n: LOSS_TERMS[n].fn for n in chosen}, weights)
 
 
 def validation_terms() -> tuple[str, ...]:

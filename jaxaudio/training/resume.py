@@ -1,19 +1,20 @@
 """What a resume checks before any work: the checkpoint, its configuration, its dataset.
 
-:func:`check_resume` runs right after the flags are parsed (a few milliseconds: it reads
-``meta.json`` and lists the dataset's folders), so a checkpoint of another configuration is
-refused before the data is loaded or anything compiled.
+:func:`check_resume` runs right after the flags are parsed (it reads the metadata and hashes
+the dataset's files, which the latent cache remembers), so a checkpoint of another
+configuration or other data is refused before the data is loaded or anything compiled.
 
-A dataset is recognised by what it is, not by how its path was typed: ``data/big``,
-``data/big/``, an absolute path, or the same folder reached from another working directory
-are one dataset (same resolved path), and so is a copy of it elsewhere (same fingerprint:
-the names and sizes of its pair files).
+A dataset is recognised by its contents (the content hash of every pair file, the latent
+cache's): a copy of it elsewhere is the same dataset, and a folder whose files were replaced,
+added or removed is not, whatever their names and sizes. Checkpoints written before content
+hashes existed are compared by the resolved path, or the names and sizes of the pair files.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,40 +23,95 @@ from jaxaudio.training.config import TrainConfig
 
 # Flags whose change makes a checkpoint's arrays or meaning incompatible (the dataset is
 # compared by identity, see the module docstring).
-SHAPE_KEYS = ("encoding_dim", "nhead", "num_layers", "num_transformer_layers",
-              "use_creative_agent", "use_compositional_agent", "codec", "seed", "batch_size",
-              "clip_seconds", "shuffle_targets", "creative_agent", "mask_gate", "cascade_update")
-# What a checkpoint written before a key existed meant by it.
-OLD_DEFAULTS = {"mask_gate": "learned", "creative_agent": None, "cascade_update": "additive"}
+SHAPE_KEYS = ("encoding_dim", "nhead", "num_layers", "num_transformer_layers", "agent",
+              "agent_options", "codec", "seed", "batch_size", "clip_seconds", "shuffle_targets",
+              "mask_gate", "cascade_update")
 
 
-def dataset_identity(folder: str | Path) -> dict[str, Any]:
-    """``{"path": resolved path, "fingerprint": hash of the pair files' names and sizes}``."""
+@dataclass
+class Resume:
+    """A checked resume: the checkpoint, its metadata, the dataset now, and how it changed
+    (None: the checkpoint's own)."""
+
+    path: Path
+    meta: dict[str, Any]
+    dataset: dict[str, Any]
+    dataset_changed: str | None
+
+
+def dataset_identity(folder: str | Path, memo_path: str | Path | None = None) -> dict[str, Any]:
+    """What a checkpoint records of its dataset: ``path`` (resolved), ``fingerprint`` (the
+    pair files' names and sizes, as earlier versions recorded), ``files`` (each pair file's
+    content hash, ``split/name``) and ``content`` (one hash of them all).
+
+    The hashes are the latent cache's (:class:`~jaxaudio.data.digests.DigestMemo` in
+    ``memo_path``, by default ``<folder>/.jaxaudio_cache/digests.json``): a file is read again
+    only when its size, times or inode changed.
+    """
+    from jaxaudio.data.digests import DigestMemo
+
     root = Path(folder).resolve()
-    h = hashlib.blake2b(digest_size=16)
+    memo = DigestMemo(Path(memo_path) if memo_path else root / ".jaxaudio_cache" / "digests.json")
+    names, files = hashlib.blake2b(digest_size=16), {}
     for split in ("train", "val"):
         d = root / split
         if not d.is_dir():
             continue
         for p in sorted(d.iterdir()):
             if p.suffix.lower() == ".wav" and p.is_file():
-                h.update(json.dumps([split, p.name, p.stat().st_size]).encode())
-    return {"path": str(root), "fingerprint": h.hexdigest()}
+                names.update(json.dumps([split, p.name, p.stat().st_size]).encode())
+                files[f"{split}/{p.name}"] = memo.digest(p)
+    try:
+        memo.save()
+    except OSError:  # a read-only dataset: the hashes are made again next time
+        pass
+    content = hashlib.blake2b(json.dumps(files, sort_keys=True).encode(), digest_size=16)
+    return {"path": str(root), "fingerprint": names.hexdigest(), "files": files,
+            "content": content.hexdigest()}
 
 
-def config_differences(saved: dict[str, Any], meta: dict[str, Any],
-                       cfg: TrainConfig) -> list[str]:
-    diffs = [f"--{k}: checkpoint {saved.get(k)!r}, now {getattr(cfg, k)!r}"
-             for k in SHAPE_KEYS if saved.get(k, OLD_DEFAULTS.get(k)) != getattr(cfg, k)]
-    if (saved.get("gan_weight", 0) > 0) != (cfg.gan_weight > 0):
-        diffs.append("--gan_weight: one run has a discriminator and the other not")
-    ours = dataset_identity(cfg.dataset_folder)
+def dataset_changes(theirs: dict[str, Any], ours: dict[str, Any], limit: int = 4) -> str:
+    """What differs between two identities' files, in a few words (``""``: nothing)."""
+    a, b = theirs.get("files") or {}, ours.get("files") or {}
+    parts = []
+    for what, names in (("changed", [n for n in sorted(a) if n in b and a[n] != b[n]]),
+                        ("added", sorted(set(b) - set(a))),
+                        ("removed", sorted(set(a) - set(b)))):
+        if names:
+            shown = ", ".join(names[:limit]) + (f" and {len(names) - limit} more"
+                                                if len(names) > limit else "")
+            parts.append(f"{len(names)} {what} ({shown})")
+    return "; ".join(parts)
+
+
+def dataset_difference(meta: dict[str, Any], saved: dict[str, Any],
+                       ours: dict[str, Any]) -> str | None:
+    """Why the dataset of ``ours`` is not the checkpoint's, or None when it is the same.
+
+    Checkpoints that recorded content hashes are compared by content, wherever the folder
+    lies; earlier ones by the resolved path or the names and sizes of the pair files."""
     theirs = meta.get("dataset")
     if theirs is None:  # a checkpoint from before identities: its path, resolved here
         theirs = {"path": str(Path(saved.get("dataset_folder") or "").resolve())}
+    if "content" in theirs:
+        if theirs["content"] == ours["content"]:
+            return None
+        return (f"--dataset_folder {ours['path']}: its contents differ from the dataset the "
+                f"checkpoint was trained on ({theirs.get('path')}): "
+                f"{dataset_changes(theirs, ours) or 'other files'}")
     if theirs.get("path") != ours["path"] and theirs.get("fingerprint") != ours["fingerprint"]:
-        diffs.append(f"--dataset_folder: checkpoint {theirs.get('path')}, now {ours['path']} "
-                     f"(another folder with other pair files)")
+        return (f"--dataset_folder: checkpoint {theirs.get('path')}, now {ours['path']} "
+                f"(another folder with other pair files)")
+    return None
+
+
+def config_differences(saved: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    then = TrainConfig.from_dict(saved)  # a saved configuration as it meant (earlier versions')
+    flag = {"agent": "creative_agent"}
+    diffs = [f"--{flag.get(k, k)}: checkpoint {getattr(then, k)!r}, now {getattr(cfg, k)!r}"
+             for k in SHAPE_KEYS if getattr(then, k) != getattr(cfg, k)]
+    if (saved.get("gan_weight", 0) > 0) != (cfg.gan_weight > 0):
+        diffs.append("--gan_weight: one run has a discriminator and the other not")
     return diffs
 
 
@@ -71,23 +127,32 @@ def remove_leftovers(cfg: TrainConfig) -> None:
         remove_stale_stages(cfg.dataset_folder)
 
 
-def check_resume(cfg: TrainConfig) -> tuple[Path, dict[str, Any]] | None:
-    """The checkpoint ``--resume`` names and its metadata, or None without ``--resume``.
+def check_resume(cfg: TrainConfig) -> Resume | None:
+    """The checkpoint ``--resume`` names, checked, or None without ``--resume``.
 
     Raises :class:`~jaxaudio.training.checkpoint.CheckpointError` naming the checkpoint when
-    it is missing, unfinished, damaged or of another configuration.
+    it is missing, unfinished, damaged, its metadata edited, of another configuration, or
+    trained on other data (unless ``--allow_dataset_change``: then the best-model comparison
+    starts again).
     """
     if not cfg.resume:
         return None
+    from jaxaudio.training.checkpoint_meta import validate_meta
+
     path = ckpt.resolve_checkpoint(cfg.resume)
     meta = ckpt.read_meta(path)
-    saved = meta.get("config")
-    if not isinstance(saved, dict):
-        raise ckpt.CheckpointError(f"{path / ckpt.META}: no 'config' entry; expected the "
-                                   f"configuration the checkpoint was trained with")
+    validate_meta(meta, ckpt.meta_file(path))  # names an edited field; the checksums, a file
     ckpt.verify_checkpoint(path)
-    diffs = config_differences(saved, meta, cfg)
+    saved = meta["config"]
+    diffs = config_differences(saved, cfg)
     if diffs:
         raise ckpt.CheckpointError(f"{path}: cannot resume with a different configuration:\n  "
                                    + "\n  ".join(diffs))
-    return path, meta
+    ours = dataset_identity(cfg.dataset_folder, cfg.cache_path / "digests.json")
+    changed = dataset_difference(meta, saved, ours)
+    if changed and not cfg.allow_dataset_change:
+        raise ckpt.CheckpointError(
+            f"{path}: cannot resume on other data: {changed}. Train on the checkpoint's "
+            f"dataset, or pass --allow_dataset_change to continue on this one (the best "
+            f"model is then chosen afresh on its validation set)")
+    return Resume(path, meta, ours, changed)

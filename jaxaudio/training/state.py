@@ -60,7 +60,7 @@ def discriminator_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     """The original's GAN optimiser: AdamW betas 0.5/0.999 at ``disc_lr``, clip 1.0."""
     return optax.chain(
         optax.clip_by_global_norm(1.0),
-        optax.adamw(cfg.disc_lr_value, b1=0.5, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay),
+        optax.adamw(cfg.disc_lr, b1=0.5, b2=0.999, eps=1e-8, weight_decay=cfg.weight_decay),
     )
 
 

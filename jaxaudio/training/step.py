@@ -75,7 +75,7 @@ class Steps:
         self.codec_dtype = jnp.bfloat16 if cfg.codec_precision == "bf16" else None
         self.weights = cfg.loss_weight_map()
         self.gan = cfg.gan_weight > 0 and self.disc_graphdef is not None
-        self.noise_control = self.gan and cfg.disc_target_acc_value > 0
+        self.noise_control = self.gan and cfg.disc_target_acc > 0
         agent = cfg.agent
         self.val_names = validation_terms() + (get_agent(agent).validation_losses if agent else ())
         rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
@@ -222,7 +222,7 @@ class Steps:
 
     def _disc_lr_scale(self, state):
         """1, or (``--disc_lr_schedule follow``) the generator's rate over its base rate."""
-        if self.cfg.disc_lr_schedule_value == "fixed":
+        if self.cfg.disc_lr_schedule == "fixed":
             return jnp.ones((), jnp.float32)
         return learning_rate(state).astype(jnp.float32) / self.cfg.lr
 
@@ -310,7 +310,7 @@ class Steps:
                 metrics.update(disc_noise=d_metrics["count_disc_updates"] * level)
                 disc_noise = gan.control_noise(
                     state.disc_noise, d_metrics["disc_acc"], d_metrics["count_disc_updates"],
-                    target=self.cfg.disc_target_acc_value, rate=self.cfg.disc_noise_rate)
+                    target=self.cfg.disc_target_acc, rate=self.cfg.disc_noise_rate)
         (grads,) = pullback((g_z, g_agent))
         new_state, ok, grad_norm = self._apply(state, grads, new_buffers, loss, d_params,
                                                d_opt_state, disc_noise)

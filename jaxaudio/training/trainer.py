@@ -23,18 +23,23 @@ from flax import nnx
 from tqdm import tqdm
 
 from jaxaudio.training import checkpoint as ckpt
-from jaxaudio.data.durable import atomic_write_text
-from jaxaudio.training.checkpoint_manager import RunCheckpoints
+from jaxaudio.training.checkpoint_manager import RunCheckpoints, remove_stale_temps
 from jaxaudio.training.config import TrainConfig
+from jaxaudio.training.run_lock import hold_folder
 from jaxaudio.training.resume import check_resume, dataset_identity, remove_leftovers
-from jaxaudio.training.metrics import MetricAccumulator, make_tracker, write_metrics_line
-from jaxaudio.training.setup import (build_codec, build_data, build_discriminator, build_mesh,
+from jaxaudio.training.metrics import (MetricAccumulator, epoch_summary, make_tracker,
+                                       truncate_history, write_metrics_line)
+from jaxaudio.training.builders import (build_codec, build_data, build_discriminator, build_mesh,
                                      build_model, ensure_builtin_dataset, make_to_global,
                                      replicate)
 from jaxaudio.training.state import TrainState, init_state, learning_rate, with_learning_rate
 from jaxaudio.training.step import BATCH_KEYS, Steps
-from jaxaudio.training.utils import (ReduceLROnPlateau, StopFlag, count_params,
-                                     epoch_learning_rate, make_plateau)
+from jaxaudio.training.schedule import ReduceLROnPlateau, epoch_learning_rate, make_plateau
+from jaxaudio.training.failures import (EXIT_INTERRUPTED, EXIT_NONFINITE, disk_full,
+                                        folder_bytes, free_bytes, is_no_space)
+from jaxaudio.training.signals import StopFlag
+from jaxaudio.training.tracking import check_tracking_store
+from jaxaudio.training.utils import count_params
 from jaxaudio.training.validator import log_samples, quality, sample_batch, validate_epoch
 
 log = logging.getLogger(__name__)
@@ -60,6 +65,8 @@ class Run:
         self.main = jax.process_index() == 0
         remove_leftovers(cfg)
         resume = check_resume(cfg)  # before the data and compilation: a refusal costs nothing
+        if self.main and not cfg.no_mlflow:
+            check_tracking_store(cfg.mlflow_uri)
         ensure_builtin_dataset(cfg)
         self.codec = build_codec(cfg)
         self.mesh = build_mesh(devices)
@@ -81,10 +88,12 @@ class Run:
         self.best_val_loss = math.inf
         self.patience_counter = 0
         self.partial: dict[str, Any] | None = None
+        self._checkpoint_bytes = 0
         self.run_id: str | None = None
         self.ckpt_dir = Path(cfg.checkpoint_dir)
         self.checkpoints = RunCheckpoints(self.ckpt_dir)
-        self.dataset = dataset_identity(cfg.dataset_folder)
+        self.dataset = (resume.dataset if resume is not None else
+                        dataset_identity(cfg.dataset_folder, cfg.cache_path / "digests.json"))
         from jaxaudio.evaluation import folder_is_continuation
 
         # Drum/harmony pairs of one song have a known answer (the song); others are measured
@@ -92,7 +101,12 @@ class Run:
         self.song_mode = ("none" if folder_is_continuation(Path(cfg.dataset_folder) / "val")
                           else "sum")
         if resume is not None:
-            self._restore(*resume)
+            self._restore(resume.path, resume.meta)
+            if resume.dataset_changed:
+                self.best_val_loss, self.patience_counter = math.inf, 0
+                if self.main:
+                    print(f"note: --allow_dataset_change: {resume.dataset_changed}; the best "
+                          f"model is chosen afresh on this dataset's validation set", flush=True)
         self.tracker = make_tracker(not cfg.no_mlflow, cfg.mlflow_uri,
                                     run_name=self._run_name(), run_id=self.run_id)
         self.run_id = getattr(self.tracker, "run_id", None)
@@ -139,7 +153,27 @@ class Run:
         ``interrupted``: step = optimizer step), see :mod:`.checkpoint_manager`."""
         meta = self._meta(position, partial)
         step = meta["step"] if kind == "interrupted" else self.epoch
-        return self.checkpoints.save(kind, step, self.state, meta, metrics)
+        what = f"the {kind} checkpoint (step {step})"
+        # The size of the run's last checkpoint (the arrays' before the first): a save that
+        # cannot fit is refused before it starts, leaving no half-written folder behind.
+        needed = self._checkpoint_bytes or sum(getattr(x, "nbytes", 0)
+                                               for x in jax.tree.leaves(self.state))
+        free = free_bytes(self.ckpt_dir)
+        if free is not None and free < needed:
+            raise disk_full(self.ckpt_dir, needed, what)
+        try:
+            path = self.checkpoints.save(kind, step, self.state, meta, metrics)
+        except Exception as e:  # the disk filled during the save
+            if not is_no_space(e):
+                raise
+            try:  # let orbax's writes still in flight end before their folder is removed
+                self.checkpoints.close()
+            except Exception:
+                pass
+            remove_stale_temps(self.ckpt_dir)
+            raise disk_full(self.ckpt_dir, needed, what) from e
+        self._checkpoint_bytes = folder_bytes(path)
+        return path
 
     def _restore(self, path: Path, meta: dict[str, Any]) -> None:
         """Continue from ``path`` (its configuration was checked by :func:`check_resume`)."""
@@ -154,21 +188,9 @@ class Run:
         self.partial = meta.get("partial_metrics") if self.start_batch > 0 else None
         self.run_id = meta.get("mlflow_run_id")
         if self.main:
-            self._truncate_history()
+            truncate_history(self.ckpt_dir / "metrics.jsonl", self.epoch)
             print(f"Resumed from {path}: epoch {self.epoch + 1}, batch {self.start_batch}, "
                   f"step {meta['step']}", flush=True)
-
-    def _truncate_history(self) -> None:
-        """Drop metrics.jsonl rows of epochs after the checkpoint (resuming an older one)."""
-        import json
-
-        history = self.ckpt_dir / "metrics.jsonl"
-        if not history.exists():
-            return
-        rows = history.read_text().splitlines()
-        keep = [r for r in rows if r.strip() and json.loads(r).get("epoch", 0) <= self.epoch]
-        if len(keep) != len(rows):
-            atomic_write_text(history, "".join(r + "\n" for r in keep))
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -255,53 +277,23 @@ class Run:
                 train = self.train_epoch(stop)
                 if train is None:
                     return self._interrupted(stop)
-                val = validate_epoch(self.steps, self.state, self.data.val, self.epoch,
-                                     self.codec_state, self.val_to_global, self.main)
-                metrics = {**{f"train_{k}": v for k, v in train.items()},
-                           **{f"val_{k}": v for k, v in val.items()},
-                           "learning_rate": float(learning_rate(self.state))}
-                self._end_epoch(metrics)
-                audio = (sample_batch(self.steps, self.state, self.data.val, self.codec_state,
-                                      self.val_to_global)
-                         if cfg.log_samples or cfg.quality_clips else None)
-                if self.main:
-                    if audio is not None and cfg.quality_clips:
-                        metrics.update(quality(
-                            audio, num=cfg.quality_clips, sample_rate=self.codec.sample_rate,
-                            frame_rate=self.codec.frame_rate, song_mode=self.song_mode))
-                    self.tracker.log_metrics(metrics, step=self.epoch + 1)
-                    history.parent.mkdir(parents=True, exist_ok=True)
-                    write_metrics_line(history, self.epoch + 1, metrics)
-                    print(self.summary(metrics), flush=True)
-                    if audio is not None:
-                        log_samples(audio, self.tracker, self.epoch, cfg.log_samples,
-                                    self.codec.sample_rate)
+                metrics = self._validate_and_log(train, history)
                 self.epoch += 1
                 self.start_batch = 0
                 done = {"epoch": self.epoch - 1, "batch": len(self.data.train),
                         **self.data.train.fingerprint()}
-                improved = metrics["val_loss"] < self.best_val_loss
-                if improved:
-                    self.best_val_loss = metrics["val_loss"]
-                    self.patience_counter = 0
-                    self.save("best", done, metrics={"val_loss": self.best_val_loss})
-                    self.tracker.log_metrics({"best_val_loss": self.best_val_loss}, self.epoch)
-                else:
-                    self.patience_counter += 1
-                if self.epoch % cfg.save_every == 0:
-                    self.save("periodic", done)
-                if self.patience_counter >= cfg.patience:
-                    if self.main:
-                        print(f"Early stopping: no better validation loss for "
-                              f"{self.patience_counter} epochs", flush=True)
-                    break
+                if self._checkpoint_epoch(metrics, done):
+                    break  # early stopping
                 if self.epoch < cfg.epochs and stop.agreed():  # a stop during this epoch's end
                     self.save("interrupted", done)
                     return self._interrupted(stop)
         except NonFiniteError as e:
             print(f"error: {e}", file=sys.stderr, flush=True)
             self.tracker.finish("FAILED")
-            return 3
+            return EXIT_NONFINITE
+        except BaseException as e:
+            self.tracker.finish("KILLED" if isinstance(e, KeyboardInterrupt) else "FAILED")
+            raise
         finally:
             stop.restore()
             self.checkpoints.close()
@@ -314,13 +306,58 @@ class Run:
                   f"  MLflow:      {self.tracker.where}", flush=True)
         return 0
 
+    def _validate_and_log(self, train: dict[str, float], history: Path) -> dict[str, float]:
+        """The epoch's validation, quality metrics and samples, logged; returns the metrics."""
+        cfg = self.cfg
+        val = validate_epoch(self.steps, self.state, self.data.val, self.epoch,
+                             self.codec_state, self.val_to_global, self.main)
+        metrics = {**{f"train_{k}": v for k, v in train.items()},
+                   **{f"val_{k}": v for k, v in val.items()},
+                   "learning_rate": float(learning_rate(self.state))}
+        self._end_epoch(metrics)
+        audio = (sample_batch(self.steps, self.state, self.data.val, self.codec_state,
+                              self.val_to_global)
+                 if cfg.log_samples or cfg.quality_clips else None)
+        if self.main:
+            if audio is not None and cfg.quality_clips:
+                metrics.update(quality(
+                    audio, num=cfg.quality_clips, sample_rate=self.codec.sample_rate,
+                    frame_rate=self.codec.frame_rate, song_mode=self.song_mode))
+            self.tracker.log_metrics(metrics, step=self.epoch + 1)
+            history.parent.mkdir(parents=True, exist_ok=True)
+            write_metrics_line(history, self.epoch + 1, metrics)
+            print(epoch_summary(self.epoch, self.cfg.epochs, metrics), flush=True)
+            if audio is not None:
+                log_samples(audio, self.tracker, self.epoch, cfg.log_samples,
+                            self.codec.sample_rate)
+        return metrics
+
+    def _checkpoint_epoch(self, metrics: dict[str, float], done: dict) -> bool:
+        """The best model and the periodic checkpoint after an epoch; True when training
+        should stop early."""
+        if metrics["val_loss"] < self.best_val_loss:
+            self.best_val_loss = metrics["val_loss"]
+            self.patience_counter = 0
+            self.save("best", done, metrics={"val_loss": self.best_val_loss})
+            self.tracker.log_metrics({"best_val_loss": self.best_val_loss}, self.epoch)
+        else:
+            self.patience_counter += 1
+        if self.epoch % self.cfg.save_every == 0:
+            self.save("periodic", done)
+        if self.patience_counter >= self.cfg.patience:
+            if self.main:
+                print(f"Early stopping: no better validation loss for "
+                      f"{self.patience_counter} epochs", flush=True)
+            return True
+        return False
+
     def _interrupted(self, stop: StopFlag) -> int:
         path = self.ckpt_dir / "interrupted_checkpoint"
         if self.main:
             print(f"\nInterrupted ({stop.signal_name}); saved {path}. Continue with: "
                   f"--resume {path}", flush=True)
         self.tracker.finish("KILLED")
-        return 0
+        return EXIT_INTERRUPTED if stop.signal_name == "SIGINT" else 0
 
     def _set_learning_rate(self) -> None:
         """This epoch's rate: warm-up, then the plateau scheduler's or the cosine's."""
@@ -349,18 +386,9 @@ class Run:
                 f"precision {c.precision}"
                 + (", loss decode bf16 (--codec_precision)" if c.codec_precision == "bf16" else ""))
 
-    def summary(self, m: dict[str, float]) -> str:
-        parts = [f"epoch {self.epoch + 1}/{self.cfg.epochs}: train_loss {m['train_loss']:.4f}",
-                 f"val_loss {m.get('val_loss', float('nan')):.4f}"]
-        for k in ("val_rms_input", "val_rms_target", "val_spectral", "val_mel"):
-            if k in m:
-                parts.append(f"{k[4:]} {m[k]:.4f}")
-        parts.append(f"lr {m['learning_rate']:.2e}")
-        if "train_samples_per_second" in m:
-            parts.append(f"{m['train_samples_per_second']:.1f} samples/s")
-        return ", ".join(parts)
-
 
 def fit(cfg: TrainConfig, devices: list | None = None) -> int:
-    """Train ``cfg`` on ``devices`` (default: every device of every process); exit status."""
-    return Run(cfg, devices).fit()
+    """Train ``cfg`` on ``devices`` (default: every device of every process); exit status.
+    The run holds its checkpoint folder throughout (:mod:`.run_lock`)."""
+    with hold_folder(cfg.checkpoint_dir):
+        return Run(cfg, devices).fit()

@@ -53,7 +53,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from jaxaudio.nn import clamp, uses_dropout
-from jaxaudio.agents.registry import AgentOutput
+from jaxaudio.agents.contract import AgentOutput
 
 from .composer import ComponentComposer
 from .extractors import (COMPONENT_NAMES, NUM_COMPONENTS, MultiScaleExtractor,

@@ -38,7 +38,7 @@ import jax
 from flax import nnx
 
 from jaxaudio.agents.masking.generator import AttentionMaskGenerator
-from jaxaudio.agents.registry import AgentOutput
+from jaxaudio.agents.contract import AgentOutput
 from jaxaudio.agents.masking.style import StyleDiscriminator, adversarial_losses
 from jaxaudio.nn import RMS_EPS, sample_rms
 

@@ -7,14 +7,12 @@ from jaxaudio.codecs.encodec.weight_files import (
 )
 from jaxaudio.codecs.encodec.codec import EncodecCodec, random_encodec
 from jaxaudio.codecs.encodec.config import EncodecConfig
-from jaxaudio.codecs.encodec.lstm import cudnn_lstm_available
 from jaxaudio.codecs.encodec.torch_layout import EncodecWeightsError
 
 __all__ = [
     "EncodecCodec",
     "EncodecConfig",
     "EncodecWeightsError",
-    "cudnn_lstm_available",
     "encodec_from_state_dict",
     "load_encodec",
     "random_encodec",

@@ -29,23 +29,21 @@ class EncodecCodec(nnx.Module):
     ``T = ceil(N / hop)`` with ``hop = prod(ratios)``; inputs of any length are padded as the
     reference pads them. Weights are :class:`FrozenWeight` (never ``nnx.Param``), so
     ``nnx.state(codec, nnx.Param)`` is empty while gradients flow through ``decode`` to the
-    latents. ``lstm_impl`` is ``"auto"`` (the ``lax.scan``; ``"cudnn"`` opts into cuDNN on GPU),
-    ``"scan"`` or ``"cudnn"``; ``precision`` is passed to every convolution and matmul
+    latents. ``precision`` is passed to every convolution and matmul
     (``None``: XLA's default, which is TF32 on recent NVIDIA GPUs; ``"highest"``: full float32).
     Load published weights with :func:`jaxaudio.codecs.encodec.load_encodec`.
     """
 
-    def __init__(self, config: EncodecConfig = EncodecConfig(), *, lstm_impl: str = "auto",
+    def __init__(self, config: EncodecConfig = EncodecConfig(), *,
                  precision: str | None = None, rngs: nnx.Rngs):
         self.config_json = config.to_json()
         self.channels = config.channels
         self.dim = config.dimension
         self.hop_length = config.hop_length
         self.sample_rate = config.sample_rate
-        self.lstm_impl = lstm_impl
         self.precision = precision
-        self.encoder = SEANetEncoder(config, lstm_impl=lstm_impl, precision=precision, rngs=rngs)
-        self.decoder = SEANetDecoder(config, lstm_impl=lstm_impl, precision=precision, rngs=rngs)
+        self.encoder = SEANetEncoder(config, precision=precision, rngs=rngs)
+        self.decoder = SEANetDecoder(config, precision=precision, rngs=rngs)
 
     @property
     def config(self) -> EncodecConfig:
@@ -113,10 +111,10 @@ def _as(x: jax.Array, dtype) -> jax.Array:
     return x if dtype is None else x.astype(dtype)
 
 
-def random_encodec(seed: int = 0, *, lstm_impl: str = "auto", precision=None, **config) -> EncodecCodec:
+def random_encodec(seed: int = 0, *, precision=None, **config) -> EncodecCodec:
     """An :class:`EncodecCodec` of any size with seeded random frozen weights (tests, smoke runs).
 
     ``random_encodec(0, n_filters=2, dimension=16, ratios=(4, 2), lstm=1)`` is a codec with a
     hop of 8 samples that runs in milliseconds on a CPU.
     """
-    return EncodecCodec(EncodecConfig(**config), lstm_impl=lstm_impl, precision=precision, rngs=nnx.Rngs(seed))
+    return EncodecCodec(EncodecConfig(**config), precision=precision, rngs=nnx.Rngs(seed))

@@ -24,21 +24,19 @@ flipped in time). Weight norm is folded into ``weight`` when the checkpoint is l
 their input's dtype (the float32 weights are cast to it): a bfloat16 input is a bfloat16
 convolution (cuDNN accumulates in float32), as in a bf16 decode (``EncodecCodec.decode``).
 
-Two forms compute the same outputs (``JAXAUDIO_CODEC_CONV``, :func:`conv_form`):
-
-- ``"unpadded"`` (default): no padded copy of the input. On a GPU, XLA hands cuDNN only
-  symmetric zero padding; asymmetric padding (every causal layer), reflect padding and the
-  transposed convolution's dilated input all become a copy of the input first (the latter
-  ``stride`` times its size, with ``stride - 1`` of every ``stride`` products spent on zeros).
-  Here :class:`SConv1d` pads symmetrically inside the convolution, drops the outputs that extra
-  padding adds, and overwrites the few outputs whose window reaches into reflect padding with a
-  small convolution of the reflected edge (:func:`conv1d_same_padding`).
-  :class:`SConvTranspose1d` runs as ``stride`` phases of one undilated convolution with
-  ``stride`` times the output channels, interleaved by a reshape (:func:`conv_transpose1d`);
-  its ``ceil(k / stride) - 1`` frames of one-sided padding remain a padded copy of the
-  undilated input, ``stride`` times smaller than the dilated one.
-- ``"padded"``: the reference's literal order (pad the input, then a VALID convolution; the
-  transposed convolution as a convolution of the ``stride``-dilated input).
+Neither pads a copy of its input where it can avoid it. On a GPU, XLA hands cuDNN only
+symmetric zero padding; asymmetric padding (every causal layer), reflect padding and the
+transposed convolution's dilated input all become a copy of the input first (the latter
+``stride`` times its size, with ``stride - 1`` of every ``stride`` products spent on zeros).
+Here :class:`SConv1d` pads symmetrically inside the convolution, drops the outputs that extra
+padding adds, and overwrites the few outputs whose window reaches into reflect padding with a
+small convolution of the reflected edge (:func:`conv1d_same_padding`). :class:`SConvTranspose1d`
+runs as ``stride`` phases of one undilated convolution with ``stride`` times the output
+channels, interleaved by a reshape (:func:`conv_transpose1d`); its ``ceil(k / stride) - 1``
+frames of one-sided padding remain a padded copy of the undilated input, ``stride`` times
+smaller than the dilated one. The tests check both against the reference's literal order (pad
+the input, then a VALID convolution; the transposed convolution as a convolution of the
+``stride``-dilated input).
 """
 
 from __future__ import annotations
@@ -52,19 +50,11 @@ import numpy as np
 from flax import nnx
 
 from jaxaudio.codecs.base import FrozenWeight
-from jaxaudio.runtime import env_choice
 
 # torch F.pad mode -> jnp.pad mode ("zero" is what the reference calls constant padding)
 PAD_MODES = {"reflect": "reflect", "constant": "constant", "zero": "constant", "replicate": "edge", "circular": "wrap"}
 
 _DIMS = ("NWC", "WIO", "NWC")
-CONV_ENV = "JAXAUDIO_CODEC_CONV"
-CONV_FORMS = ("unpadded", "padded")
-
-
-def conv_form() -> str:
-    """How the codec's convolutions pad: ``JAXAUDIO_CODEC_CONV``, else ``"unpadded"``."""
-    return env_choice(CONV_ENV, CONV_FORMS)
 
 
 def extra_padding_for_conv1d(length: int, kernel_size: int, stride: int, padding_total: int = 0) -> int:
@@ -254,21 +244,23 @@ class SConv1d(nnx.Module):
         self.weight = FrozenWeight(uniform_init(rngs, (kernel_size, in_channels, out_channels), bound))
         self.bias = FrozenWeight(uniform_init(rngs, (out_channels,), bound))
 
-    def __call__(self, x: jax.Array) -> jax.Array:
+    def paddings(self, length: int) -> tuple[int, int]:
+        """Samples the reference pads on the left and on the right of an input of ``length``."""
         k, s, d = self.kernel_size, self.stride, self.dilation
         padding_total = (k - 1) * d - (s - 1)
         # the reference passes the undilated kernel size here; identical whenever stride = 1
-        extra = extra_padding_for_conv1d(x.shape[1], k, s, padding_total)
+        extra = extra_padding_for_conv1d(length, k, s, padding_total)
         if self.causal:
-            left, right = padding_total, extra
-        else:
-            right = padding_total // 2
-            left, right = padding_total - right, right + extra
+            return padding_total, extra
+        right = padding_total // 2
+        return padding_total - right, right + extra
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        s, d = self.stride, self.dilation
+        left, right = self.paddings(x.shape[1])
         w, b = self.weight[...].astype(x.dtype), self.bias[...].astype(x.dtype)
-        if conv_form() == "unpadded":
-            return conv1d_same_padding(x, w, b, stride=s, dilation=d, left=left, right=right,
-                                       mode=self.pad_mode, precision=self.precision)
-        return _padded_conv(x, w, b, s, d, left, right, self.pad_mode, self.precision)
+        return conv1d_same_padding(x, w, b, stride=s, dilation=d, left=left, right=right,
+                                   mode=self.pad_mode, precision=self.precision)
 
 
 class SConvTranspose1d(nnx.Module):
@@ -310,21 +302,8 @@ class SConvTranspose1d(nnx.Module):
         return padding_total - right, right
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        k, s = self.kernel_size, self.stride
+        s = self.stride
         left, right = self.trims()
         w, b = self.weight[...].astype(x.dtype), self.bias[...].astype(x.dtype)
-        if conv_form() == "unpadded":
-            return conv_transpose1d(x, w, b, stride=s, left=left, right=right,
-                                    precision=self.precision)
-        # a transposed conv is a forward conv of the s-dilated input with the flipped kernel
-        # (stored flipped); trimming the output is padding less on that side
-        y = jax.lax.conv_general_dilated(
-            x,
-            w,
-            window_strides=(1,),
-            padding=[(k - 1 - left, k - 1 - right)],
-            lhs_dilation=(s,),
-            dimension_numbers=_DIMS,
-            precision=self.precision,
-        )
-        return y + b
+        return conv_transpose1d(x, w, b, stride=s, left=left, right=right,
+                                precision=self.precision)

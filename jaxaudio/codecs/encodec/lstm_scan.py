@@ -1,59 +1,49 @@
-"""EnCodec's LSTM as one wavefront ``lax.scan`` (:func:`lstm_scan`), and its switches.
+"""EnCodec's LSTM as one wavefront ``lax.scan`` (:func:`lstm_scan`), the one path on every
+device.
 
 The scan is latency-bound on a GPU (1201 dependent steps of small matmuls), so there it is
 unrolled :data:`GPU_UNROLL` steps per loop iteration (:data:`GPU_UNROLL_LOW` when its products
 take bfloat16 or float16 operands; :func:`scan_unroll`), which lets XLA fuse across steps and cuts
-the per-iteration overhead; on the CPU it stays rolled.
-``JAXAUDIO_LSTM_UNROLL=N`` overrides the choice (1 = rolled). Same arithmetic; XLA fuses the
-unrolled body differently, so results move by float32 round-off (5e-8 relative on the CPU).
+the per-iteration overhead; on the CPU it stays rolled. Same arithmetic; XLA fuses the unrolled
+body differently, so results move by float32 round-off (5e-8 relative on the CPU).
 
 The scan's gradient is its own (``custom_vjp``): the forward keeps only every step's states
 ``h, c`` (``[T + L - 1, B, L, H]`` each), and the backward recomputes all gates from them in
 one product over all steps before running the reverse recurrence as a scan. Autodiff of the
 unrolled scan kept each step's intermediates instead: on an H200 the cached train step's peak
-fell from 7.61 to 7.31 GiB and the step ran 3 % faster (experiments/README.md).
-``JAXAUDIO_LSTM_GRAD=autodiff`` takes JAX's gradient of the scan again (for comparison).
+fell from 7.61 to 7.31 GiB and the step ran 3 % faster (experiments/README.md). The tests check
+this gradient against autodiff of a plain scan (``tests/lstm_reference.py``).
 
 On a GPU at the default matmul precision (TF32 for float32), the recurrent products take
-float16 operands (``JAXAUDIO_LSTM_PRODUCTS``, :func:`recurrent_products`): float16 keeps the
-10 mantissa bits TF32 keeps, so inside float16's normal range (6.1e-5 to 65504) rounding a
-value to either gives the same precision, and below it float16's absolute error (3e-8) is
-TF32's at that floor. A step reads half the bytes (the scan is latency-bound, and each step's
-product reads its whole weight matrix): on an H200 the LSTM's forward+backward went from 23.0
-to 15.4 ms, with the same error against full float32 (experiments/README.md). The states
-``h`` lie in (-1, 1). The weights are the codec's: :class:`~jaxaudio.codecs.encodec.lstm.SLSTM` keeps float32 products for
-weights outside float16's range (``float16_range``, checked when weights are loaded). The
-backward scales each clip's cotangents by a power of two so that their largest lies in
-[0.5, 1) before they meet float16 (exact in float32, undone after the reverse scan; per clip,
-so a batch sharded over devices needs no reduction across them); a cotangent growing
-65504-fold through the reverse recurrence would overflow, and the train step's non-finite
-guard would skip that step. The input projection, the states, the cell and every
-sum stay float32. Under ``highest``, and on the CPU, the products stay float32.
+float16 operands (:func:`recurrent_products`): float16 keeps the 10 mantissa bits TF32 keeps,
+so inside float16's normal range (6.1e-5 to 65504) rounding a value to either gives the same
+precision, and below it float16's absolute error (3e-8) is TF32's at that floor. A step reads
+half the bytes (the scan is latency-bound, and each step's product reads its whole weight
+matrix): on an H200 the LSTM's forward+backward went from 23.0 to 15.4 ms, with the same error
+against full float32 (experiments/README.md). The states ``h`` lie in (-1, 1). The weights are
+the codec's: :class:`~jaxaudio.codecs.encodec.lstm.SLSTM` keeps float32 products for weights
+outside float16's range (``float16_range``, checked when weights are loaded). The backward
+scales each clip's cotangents by a power of two so that their largest lies in [0.5, 1) before
+they meet float16 (exact in float32, undone after the reverse scan; per clip, so a batch sharded
+over devices needs no reduction across them); a cotangent growing 65504-fold through the reverse
+recurrence would overflow, and the train step's non-finite guard would skip that step. The
+input projection, the states, the cell and every sum stay float32. Under ``highest``, and on
+the CPU, the products stay float32.
 
-Each forward step ends at an optimisation barrier on its states (``JAXAUDIO_LSTM_STEP=barrier``,
-the default). Without it (``fused``) XLA's GPU fusion recomputed the cells of all earlier steps
-of an unrolled iteration inside each step's cell kernel, re-reading their products' outputs
-(split-K partials, 1 MiB a step at EnCodec's size): step ``k`` of 8 read ``k`` of them. Same
-arithmetic either way.
+Each forward step ends at an optimisation barrier on its states. Without it XLA's GPU fusion
+recomputed the cells of all earlier steps of an unrolled iteration inside each step's cell
+kernel, re-reading their products' outputs (split-K partials, 1 MiB a step at EnCodec's size):
+step ``k`` of 8 read ``k`` of them.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 
 import jax
 import jax.numpy as jnp
 
-from jaxaudio.runtime import env_choice
-
-UNROLL_ENV = "JAXAUDIO_LSTM_UNROLL"
-GRAD_ENV = "JAXAUDIO_LSTM_GRAD"
-LSTM_GRADS = ("recompute", "autodiff")
-STEP_ENV = "JAXAUDIO_LSTM_STEP"
-LSTM_STEPS = ("barrier", "fused")
-PRODUCTS_ENV = "JAXAUDIO_LSTM_PRODUCTS"
-LSTM_PRODUCTS = ("auto", "float32", "float16")
+LSTM_PRODUCTS = ("float32", "float16")
 F16_MAX = 65504.0
 # H200 (experiments/README.md): unroll 8 took the LSTM's forward+backward from 50.6 to 31.0 ms;
 # 16 is no faster in float32 (train step 91.2 vs 92.2 samples/s) but is with bfloat16 products
@@ -65,14 +55,8 @@ _LOW_PRODUCTS = (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16))
 
 
 def scan_unroll(products=None) -> int:
-    """Steps per loop iteration of the scan: ``JAXAUDIO_LSTM_UNROLL``, else on a GPU 16 when
-    ``products`` (the products' operand dtype) is bfloat16 or float16 and 8
-    otherwise, and 1 elsewhere."""
-    raw = os.environ.get(UNROLL_ENV, "").strip()
-    if raw:
-        if not raw.isdigit() or int(raw) < 1:
-            raise ValueError(f"{UNROLL_ENV} must be a positive integer, got {raw!r}")
-        return int(raw)
+    """Steps per loop iteration of the scan: on a GPU 16 when ``products`` (the products'
+    operand dtype) is bfloat16 or float16 and 8 otherwise, and 1 elsewhere."""
     if jax.default_backend() != "gpu":
         return 1
     low = products is not None and jnp.dtype(products) in _LOW_PRODUCTS
@@ -85,21 +69,13 @@ def _cell(gates: jax.Array, c: jax.Array) -> tuple[jax.Array, jax.Array]:
     return jax.nn.sigmoid(o) * jnp.tanh(c), c
 
 
-def lstm_grad_mode() -> str:
-    """How :func:`lstm_scan` takes its gradient: ``JAXAUDIO_LSTM_GRAD``, else ``"recompute"``."""
-    return env_choice(GRAD_ENV, LSTM_GRADS)
-
-
 def recurrent_products(precision=None) -> str:
     """The recurrent products' operands for float32 weights, ``"float32"`` or ``"float16"``:
-    ``JAXAUDIO_LSTM_PRODUCTS`` when set, else (``auto``) ``"float16"`` on a GPU when the
-    products run at TF32 (``precision``, else ``jax_default_matmul_precision``: unset,
-    ``default``, ``bfloat16``, ``fastest`` or ``tensorfloat32``) and ``"float32"`` otherwise
-    (the CPU, ``high``, ``highest``, ``float32``). Weights already in bfloat16 (a bf16 decode)
-    keep their dtype whatever this says."""
-    form = env_choice(PRODUCTS_ENV, LSTM_PRODUCTS)
-    if form != "auto":
-        return form
+    ``"float16"`` on a GPU when the products run at TF32 (``precision``, else
+    ``jax_default_matmul_precision``: unset, ``default``, ``bfloat16``, ``fastest`` or
+    ``tensorfloat32``) and ``"float32"`` otherwise (the CPU, ``high``, ``highest``,
+    ``float32``). Weights already in bfloat16 (a bf16 decode) keep their dtype whatever this
+    says."""
     if jax.default_backend() != "gpu":
         return "float32"
     named = precision if precision is not None else jax.config.jax_default_matmul_precision
@@ -109,15 +85,8 @@ def recurrent_products(precision=None) -> str:
     return "float16" if name in tf32 else "float32"
 
 
-def lstm_step_form() -> str:
-    """``JAXAUDIO_LSTM_STEP``, else ``"barrier"``: whether each forward step's states are
-    materialised behind an optimisation barrier (see the module doc)."""
-    return env_choice(STEP_ENV, LSTM_STEPS)
-
-
 def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
-              unroll: int | None = None, grad: str | None = None,
-              step: str | None = None, products: str | None = None) -> jax.Array:
+              unroll: int | None = None, products: str | None = None) -> jax.Array:
     """Multi-layer LSTM, time-major: ``x [T, B, H_in] -> [T, B, H]``, as one ``lax.scan``.
 
     ``layers`` holds torch's ``(weight_ih [4H, H_in], weight_hh [4H, H], bias_ih, bias_hh)``.
@@ -129,42 +98,25 @@ def lstm_scan(x: jax.Array, layers: list[tuple[jax.Array, ...]], precision=None,
     product and one elementwise kernel. Layer ``l`` stays at its zero initial state for its
     first ``l`` steps. ``unroll``: steps per loop iteration (None: :func:`scan_unroll`).
 
-    ``grad`` (None: :func:`lstm_grad_mode`): ``"recompute"`` keeps only the states ``h, c`` of
-    every step for the backward and recomputes the gates from them in one product over all
-    steps (:func:`_scan_bwd`), then runs the reverse recurrence as a scan; ``"autodiff"`` lets
-    JAX differentiate the scan, which keeps each step's intermediates (more memory). Both give
-    the gradient of the same forward, for the input and for every weight.
-
-    ``step`` (None: :func:`lstm_step_form`): ``"barrier"`` or ``"fused"`` (see the module doc).
+    The gradient keeps only the states ``h, c`` of every step and recomputes the gates from
+    them in one product over all steps (:func:`_scan_bwd`), then runs the reverse recurrence
+    as a scan, for the input and for every weight.
 
     ``products`` (None: :func:`recurrent_products` of ``precision``): ``"float16"`` gives float32
     weights' recurrent products float16 operands (the module doc says why that is TF32's
-    precision); it needs the recomputed gradient, so under ``grad="autodiff"`` None means
-    ``"float32"``. The weights' gradients are float32 either way.
+    precision). The weights' gradients are float32 either way.
     """
-    grad = lstm_grad_mode() if grad is None else grad
-    if grad not in LSTM_GRADS:
-        raise ValueError(f"lstm_scan: grad must be one of {LSTM_GRADS}, got {grad!r}")
     if products is None:
-        products = "float32" if grad == "autodiff" else recurrent_products(precision)
-    if products not in LSTM_PRODUCTS[1:]:
-        raise ValueError(f"lstm_scan: products must be one of {LSTM_PRODUCTS[1:]}, got {products!r}")
+        products = recurrent_products(precision)
+    if products not in LSTM_PRODUCTS:
+        raise ValueError(f"lstm_scan: products must be one of {LSTM_PRODUCTS}, got {products!r}")
     layers = tuple(tuple(layer) for layer in layers)
     # the recurrent products' operand dtype: float16 for float32 weights when asked, else the
     # weights' own (bfloat16 in a bf16 decode)
     low = products == "float16" and layers[0][1].dtype == jnp.float32
-    if low and grad == "autodiff":
-        raise ValueError("lstm_scan: float16 products need grad='recompute' (their backward "
-                         "scales the cotangents; autodiff's would underflow in float16)")
     operands = jnp.dtype(jnp.float16 if low else layers[0][1].dtype).name
     unroll = scan_unroll(operands) if unroll is None else int(unroll)
-    step = lstm_step_form() if step is None else step
-    if step not in LSTM_STEPS:
-        raise ValueError(f"lstm_scan: step must be one of {LSTM_STEPS}, got {step!r}")
-    form = (unroll, step == "barrier", operands)
-    if grad == "autodiff":
-        return _scan_forward(x, layers, precision, form, keep_states=False)[0]
-    return _scan_recompute(x, layers, precision, form)
+    return _scan_recompute(x, layers, precision, (unroll, operands))
 
 
 def _block_matrix(layers, operands):
@@ -202,8 +154,8 @@ def _input_gates(x, layers, precision, n_layers):
 def _scan_forward(x, layers, precision, form, *, keep_states):
     """``(ys [T, B, H], hs, cs)``; ``hs, cs [S, B, L, H]`` (every layer's state after each of
     the ``S = T + L - 1`` steps) when ``keep_states``, else None. ``form``: ``(unroll,
-    barrier, operands)``."""
-    unroll, barrier, operands = form
+    operands)``."""
+    unroll, operands = form
     n_layers = len(layers)
     hidden = layers[0][1].shape[1]
     bsz = x.shape[1]
@@ -226,8 +178,8 @@ def _scan_forward(x, layers, precision, form, *, keep_states):
         active = s >= started
         h, c = jnp.where(active, h_new, h), jnp.where(active, c_new, c)
         new = (h, c, h.astype(w_big.dtype)) if low else (h, c)
-        if barrier:  # this step's h, c are read from memory, not recomputed by later steps
-            new = jax.lax.optimization_barrier(new)
+        # this step's h, c are read from memory, not recomputed by later steps (module doc)
+        new = jax.lax.optimization_barrier(new)
         h, c = new[:2]
         return new, ((h, c) if keep_states else h[:, -1])
 
@@ -251,6 +203,45 @@ def _scan_fwd(x, layers, precision, form):
     return ys, (x, layers, hs, cs)
 
 
+def _cell_bwd(carry, inp, w_t, precision):
+    """One reverse step: the cell's backward from the cotangents ``(dh, dc)`` of the state after
+    the step (``[B, L, H]``), then the product with ``W^T``; ``(carry, (dz of layer 0, dz of
+    the deeper layers))``."""
+    dh, dc = carry
+    dy_s, z_s, cp, c, act = inp
+    bsz, n_layers, hidden = dh.shape
+    i, f, g, o = jnp.split(z_s, 4, axis=-1)
+    i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+    tc = jnp.tanh(c)
+    dh = dh + dy_s
+    dct = dc + dh * o * (1.0 - tc * tc)
+    dz = jnp.concatenate([dct * g * i * (1.0 - i), dct * cp * f * (1.0 - f),
+                          dct * i * (1.0 - g * g), dh * tc * o * (1.0 - o)], axis=-1)
+    dz = jnp.where(act, dz, 0.0)  # an idle layer holds its zero initial state
+    du = _prod("bn,nk->bk", dz.reshape(bsz, n_layers * 4 * hidden), w_t, precision)
+    dc_prev = jnp.where(act, dct * f, 0.0)
+    return (du.reshape(bsz, n_layers, hidden), dc_prev), (dz[:, 0], dz[:, 1:])
+
+
+def _weight_grads(x, layers, u, dz0, dz_deep, back, scaled, precision):
+    """``(dx, per-layer (d_ih, d_hh, db_ih, db_hh))`` from the gates' gradients; ``back``
+    undoes the cotangents' scaling (exact) on the smaller side of each product: the input's
+    gradient after its product, the weights' through the states (or input) they multiply,
+    the biases' as weights."""
+    t = x.shape[0]
+    dx = back(_prod("tbg,gi->tbi", dz0[:t], layers[0][0], precision)).astype(x.dtype)
+    grads = []
+    for l, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
+        dz_l = dz0 if l == 0 else dz_deep[:, :, l - 1]
+        d_ih = (jnp.einsum("tbg,tbi->gi", dz0[:t], back(x), precision=precision) if l == 0 else
+                jnp.einsum("sbg,sbh->gh", dz_l, back(u[:, :, l - 1]), precision=precision))
+        d_hh = jnp.einsum("sbg,sbh->gh", dz_l, back(u[:, :, l]), precision=precision)
+        db = back(dz_l.sum(axis=0)[None]).sum(axis=(0, 1)) if scaled else dz_l.sum(axis=(0, 1))
+        grads.append((d_ih.astype(w_ih.dtype), d_hh.astype(w_hh.dtype), db.astype(b_ih.dtype),
+                      db.astype(b_hh.dtype)))
+    return dx, tuple(grads)
+
+
 def _scan_bwd(precision, form, res, dys):
     """The reverse recurrence over the kept states: the gate activations of every step from
     one product ``[S*B, L*H] x [L*H, L*4H]`` (not saved by the forward), then one reverse scan
@@ -262,7 +253,7 @@ def _scan_bwd(precision, form, res, dys):
     scaling is exact in float32, and the products over the scaled gate gradients are scaled
     back after the scan. Per clip, not over the batch: a batch sharded over devices needs no
     reduction across them."""
-    unroll, _, operands = form
+    unroll, operands = form
     x, layers, hs, cs = res
     n_layers = len(layers)
     hidden = layers[0][1].shape[1]
@@ -288,42 +279,12 @@ def _scan_bwd(precision, form, res, dys):
     dy = jnp.zeros((steps, bsz, n_layers, hidden), dtype)
     dy = dy.at[n_layers - 1 :, :, -1].set(dys)
     w_t = w_big.T
-
-    def step(carry, inp):
-        dh, dc = carry  # the cotangents of the state after this step, [B, L, H]
-        dy_s, z_s, cp, c, act = inp
-        i, f, g, o = jnp.split(z_s, 4, axis=-1)
-        i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
-        tc = jnp.tanh(c)
-        dh = dh + dy_s
-        dct = dc + dh * o * (1.0 - tc * tc)
-        dz = jnp.concatenate([dct * g * i * (1.0 - i), dct * cp * f * (1.0 - f),
-                              dct * i * (1.0 - g * g), dh * tc * o * (1.0 - o)], axis=-1)
-        dz = jnp.where(act, dz, 0.0)  # an idle layer holds its zero initial state
-        du = _prod("bn,nk->bk", dz.reshape(bsz, n_layers * 4 * hidden), w_t, precision)
-        dc_prev = jnp.where(act, dct * f, 0.0)
-        return (du.reshape(bsz, n_layers, hidden), dc_prev), (dz[:, 0], dz[:, 1:])
-
     carry = (jnp.zeros((bsz, n_layers, hidden), dtype),) * 2
-    _, (dz0, dz_deep) = jax.lax.scan(step, carry, (dy, z, c_prev, cs, active), reverse=True,
-                                     unroll=unroll)
-    # undo 2^-e_b (exact) on the smaller side of each product: the input's gradient after its
-    # product, the weights' through the states (or input) they multiply, the biases' as weights
+    _, (dz0, dz_deep) = jax.lax.scan(lambda c, i: _cell_bwd(c, i, w_t, precision), carry,
+                                     (dy, z, c_prev, cs, active), reverse=True, unroll=unroll)
     back = (lambda a: jnp.ldexp(a, e.reshape((1, -1) + (1,) * (a.ndim - 2)))) if scaled else (
         lambda a: a)
-    t = x.shape[0]
-    w_ih0 = layers[0][0]
-    dx = back(_prod("tbg,gi->tbi", dz0[:t], w_ih0, precision)).astype(x.dtype)
-    grads = []
-    for l, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
-        dz_l = dz0 if l == 0 else dz_deep[:, :, l - 1]
-        d_ih = (jnp.einsum("tbg,tbi->gi", dz0[:t], back(x), precision=precision) if l == 0 else
-                jnp.einsum("sbg,sbh->gh", dz_l, back(u[:, :, l - 1]), precision=precision))
-        d_hh = jnp.einsum("sbg,sbh->gh", dz_l, back(u[:, :, l]), precision=precision)
-        db = back(dz_l.sum(axis=0)[None]).sum(axis=(0, 1)) if scaled else dz_l.sum(axis=(0, 1))
-        grads.append((d_ih.astype(w_ih.dtype), d_hh.astype(w_hh.dtype), db.astype(b_ih.dtype),
-                      db.astype(b_hh.dtype)))
-    return dx, tuple(grads)
+    return _weight_grads(x, layers, u, dz0, dz_deep, back, scaled, precision)
 
 
 _scan_recompute.defvjp(_scan_fwd, _scan_bwd)

@@ -106,7 +106,7 @@ def _residual_blocks(cfg: EncodecConfig, width: int, conv_kw: dict) -> list[nnx.
 class SEANetEncoder(nnx.Module):
     """Audio ``[B, N, channels]`` to latents ``[B, ceil(N / prod(ratios)), dimension]``."""
 
-    def __init__(self, cfg: EncodecConfig, *, lstm_impl: str = "auto", precision: str | None = None,
+    def __init__(self, cfg: EncodecConfig, *, precision: str | None = None,
                  rngs: nnx.Rngs):
         conv_kw = _conv_kw(cfg, precision, rngs)
         layers: list[nnx.Module] = [SConv1d(cfg.channels, cfg.n_filters, cfg.kernel_size, **conv_kw)]
@@ -118,7 +118,7 @@ class SEANetEncoder(nnx.Module):
             layers.append(SConv1d(width, 2 * width, 2 * ratio, stride=ratio, **conv_kw))
             mult *= 2
         if cfg.lstm:
-            layers.append(SLSTM(mult * cfg.n_filters, cfg.lstm, impl=lstm_impl, precision=precision, rngs=rngs))
+            layers.append(SLSTM(mult * cfg.n_filters, cfg.lstm, precision=precision, rngs=rngs))
         layers.append(_activation(cfg))
         layers.append(SConv1d(mult * cfg.n_filters, cfg.dimension, cfg.last_kernel_size, **conv_kw))
         self.layers = nnx.List(layers)
@@ -132,13 +132,13 @@ class SEANetEncoder(nnx.Module):
 class SEANetDecoder(nnx.Module):
     """Latents ``[B, T, dimension]`` to audio ``[B, T * prod(ratios), channels]``."""
 
-    def __init__(self, cfg: EncodecConfig, *, lstm_impl: str = "auto", precision: str | None = None,
+    def __init__(self, cfg: EncodecConfig, *, precision: str | None = None,
                  rngs: nnx.Rngs):
         conv_kw = _conv_kw(cfg, precision, rngs)
         mult = 2 ** len(cfg.ratios)
         layers: list[nnx.Module] = [SConv1d(cfg.dimension, mult * cfg.n_filters, cfg.kernel_size, **conv_kw)]
         if cfg.lstm:
-            layers.append(SLSTM(mult * cfg.n_filters, cfg.lstm, impl=lstm_impl, precision=precision, rngs=rngs))
+            layers.append(SLSTM(mult * cfg.n_filters, cfg.lstm, precision=precision, rngs=rngs))
         for ratio in cfg.ratios:
             width = mult * cfg.n_filters
             layers.append(_activation(cfg))

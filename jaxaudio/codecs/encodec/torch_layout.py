@@ -146,16 +146,14 @@ def _convert(slot: _Slot, arrays: dict[str, np.ndarray], norm: str) -> dict[str,
 
 
 @functools.lru_cache(maxsize=16)
-def _abstract_split(config: EncodecConfig, lstm_impl: str, precision) -> tuple:
-    model = nnx.eval_shape(
-        lambda: EncodecCodec(config, lstm_impl=lstm_impl, precision=precision, rngs=nnx.Rngs(0))
-    )
+def _abstract_split(config: EncodecConfig, precision) -> tuple:
+    model = nnx.eval_shape(lambda: EncodecCodec(config, precision=precision, rngs=nnx.Rngs(0)))
     return nnx.split(model)
 
 
-def abstract_codec(config: EncodecConfig, *, lstm_impl: str = "auto", precision=None) -> EncodecCodec:
+def abstract_codec(config: EncodecConfig, *, precision=None) -> EncodecCodec:
     """The codec's structure with shapes only (no weights are initialised)."""
-    return nnx.merge(*_abstract_split(config, lstm_impl, precision))
+    return nnx.merge(*_abstract_split(config, precision))
 
 
 def torch_state_to_arrays(
@@ -199,14 +197,13 @@ def codec_from_arrays(
     arrays: Mapping[str, np.ndarray],
     config: EncodecConfig,
     *,
-    lstm_impl: str = "auto",
     precision=None,
     source: str = "weights",
 ) -> EncodecCodec:
     """Build an :class:`EncodecCodec` from our ``{name: array}``, strictly, as every model is loaded."""
     try:
         codec = from_torch_state_dict(
-            lambda: EncodecCodec(config, lstm_impl=lstm_impl, precision=precision, rngs=nnx.Rngs(0)),
+            lambda: EncodecCodec(config, precision=precision, rngs=nnx.Rngs(0)),
             arrays, source=f"{source} (EnCodec model {config.to_json()})")
     except StateDictError as e:
         raise EncodecWeightsError(str(e)) from None

@@ -86,17 +86,16 @@ def encodec_from_state_dict(
     state: Mapping[str, np.ndarray],
     *,
     source: str = "state dict",
-    lstm_impl: str = "auto",
     precision=None,
     **config,
 ) -> EncodecCodec:
     """A codec from a torch-layout mapping (``encodec`` package or Hugging Face names)."""
     cfg = config_for_state(state, source, **config)
     arrays = torch_state_to_arrays(state, cfg, source=source)
-    return codec_from_arrays(arrays, cfg, lstm_impl=lstm_impl, precision=precision, source=source)
+    return codec_from_arrays(arrays, cfg, precision=precision, source=source)
 
 
-def load_encodec(path: str | os.PathLike, *, lstm_impl: str = "auto", precision=None, **config) -> EncodecCodec:
+def load_encodec(path: str | os.PathLike, *, precision=None, **config) -> EncodecCodec:
     """Load EnCodec weights from a ``.th`` / ``.pt`` / ``.bin``, a Hugging Face or a jaxaudio ``.safetensors``.
 
     jaxaudio never downloads weights: pass the path of a file you have. Keyword arguments
@@ -109,21 +108,21 @@ def load_encodec(path: str | os.PathLike, *, lstm_impl: str = "auto", precision=
     if kind == "safetensors":
         arrays, metadata = _read_safetensors(path)
         if metadata.get("format") == OWN_FORMAT:
-            return _from_own(path, arrays, metadata, lstm_impl, precision, config)
-        return encodec_from_state_dict(arrays, source=str(path), lstm_impl=lstm_impl, precision=precision, **config)
+            return _from_own(path, arrays, metadata, precision, config)
+        return encodec_from_state_dict(arrays, source=str(path), precision=precision, **config)
     if kind in ("zip", "pickle"):
         obj = load_torch_file(path)  # a legacy pickle raises torch_io's "install the torch extra" error
         if not isinstance(obj, dict):
             raise EncodecWeightsError(f"{path}: holds a {type(obj).__name__}, expected a state dict of EnCodec weights")
         state = flatten_state_dict(obj)
-        return encodec_from_state_dict(state, source=str(path), lstm_impl=lstm_impl, precision=precision, **config)
+        return encodec_from_state_dict(state, source=str(path), precision=precision, **config)
     raise EncodecWeightsError(
         f"{path}: not an EnCodec checkpoint; expected a torch.save file (encodec_24khz-d7cc33bc.th), "
         "a Hugging Face model.safetensors or a file written by `python -m jaxaudio.codecs.convert`"
     )
 
 
-def _from_own(path: Path, arrays, metadata, lstm_impl, precision, overrides) -> EncodecCodec:
+def _from_own(path: Path, arrays, metadata, precision, overrides) -> EncodecCodec:
     version = metadata.get("format_version")
     if version != OWN_FORMAT_VERSION:
         raise EncodecWeightsError(
@@ -139,7 +138,7 @@ def _from_own(path: Path, arrays, metadata, lstm_impl, precision, overrides) -> 
             f"{path}: the converted file fixes the configuration; cannot override {sorted(clashes)} "
             "(convert the original checkpoint again with those options instead)"
         )
-    return codec_from_arrays(arrays, cfg, lstm_impl=lstm_impl, precision=precision, source=str(path))
+    return codec_from_arrays(arrays, cfg, precision=precision, source=str(path))
 
 
 def save_encodec(codec: EncodecCodec, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
@@ -150,7 +149,7 @@ def save_encodec(codec: EncodecCodec, path: str | os.PathLike, *, overwrite: boo
     """
     from safetensors.numpy import save_file
 
-    from jaxaudio.data.durable import atomic_path
+    from jaxaudio.data.atomic_files import atomic_path
 
     metadata = {"format": OWN_FORMAT, "format_version": OWN_FORMAT_VERSION, "config": codec.config_json}
     with atomic_path(path, overwrite=overwrite) as tmp:
