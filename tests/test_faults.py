@@ -86,7 +86,10 @@ def test_kill_during_save_then_resume_is_exact(dataset, reference, tmp_path, mon
         assert main(["--dataset_folder", f"./{dataset.name}/", *map(str, common),
                      "--resume", str(ck / "best_model")]) == 0
     assert "left by a checkpoint save that did not finish" in caplog.text
-    assert hidden(ck) == [] and unfinished(ck) == []
+    # Nothing left but the run lock's file (emptied when the run ended; kept, so that no
+    # second run can lock a file the first is about to delete).
+    assert hidden(ck) == [".run.lock"] and unfinished(ck) == []
+    assert (ck / ".run.lock").read_text() == ""
     assert rows(ck) == rows(reference / "ck")
     import jax
     import orbax.checkpoint as ocp
@@ -183,8 +186,10 @@ def test_resume_knows_the_dataset_by_identity_not_spelling(dataset, reference, t
     for folder in (str(dataset) + "/", os.path.relpath(dataset), str(copy)):
         assert check_resume(parse_config(["--dataset_folder", folder, *common])) is not None
     other = make_synthetic_dataset(tmp_path / "other", num_pairs=12, duration=0.15, seed=2)
-    with pytest.raises(CheckpointError, match=r"--dataset_folder: checkpoint .*tiny, now "
-                                              r".*other \(another folder with other pair"):
+    with pytest.raises(CheckpointError, match=r"cannot resume on other data: --dataset_folder "
+                                              r".*other: its contents differ from the dataset "
+                                              r"the checkpoint was trained on \(.*tiny\): "
+                                              r"\d+ changed \(train/pair_0000_input.wav"):
         check_resume(parse_config(["--dataset_folder", str(other), *common]))
 
 

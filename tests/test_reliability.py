@@ -285,6 +285,28 @@ def test_ctrl_c_during_the_cache_build_is_one_line_and_the_rerun_works(dataset, 
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+def test_ctrl_c_in_the_training_loop_saves_says_how_to_continue_and_exits_130(dataset,
+                                                                              tmp_path):
+    import signal
+
+    ckpt = tmp_path / "ck"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jaxaudio.train", "--dataset_folder", str(dataset),
+         "--checkpoint_dir", str(ckpt), "--epochs", "500", "--no_mlflow", *TINY],
+        cwd=tmp_path, env=env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not checkpoints_in(ckpt / "best_model"):
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out, out
+    where = ckpt / "interrupted_checkpoint"
+    assert f"Interrupted (SIGINT); saved {where}. Continue with: --resume {where}" in out
+    verify_checkpoint(checkpoints_in(where)[0])
+
+
 def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys,
                                                                         tmp_path):
     import jaxaudio.training.trainer as trainer

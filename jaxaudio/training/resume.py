@@ -39,19 +39,27 @@ class Resume:
     dataset_changed: str | None
 
 
-def dataset_identity(folder: str | Path, memo_path: str | Path | None = None) -> dict[str, Any]:
+def digest_memo_path(cfg: TrainConfig) -> Path:
+    """Where a run remembers its dataset's content hashes: the latent cache's table, or, with
+    the cache off, one in the checkpoint folder (never inside the dataset)."""
+    if cfg.use_cache:
+        return cfg.cache_path / "digests.json"
+    return Path(cfg.checkpoint_dir) / "dataset_digests.json"
+
+
+def dataset_identity(folder: str | Path, memo_path: str | Path) -> dict[str, Any]:
     """What a checkpoint records of its dataset: ``path`` (resolved), ``fingerprint`` (the
     pair files' names and sizes, as earlier versions recorded), ``files`` (each pair file's
     content hash, ``split/name``) and ``content`` (one hash of them all).
 
-    The hashes are the latent cache's (:class:`~jaxaudio.data.digests.DigestMemo` in
-    ``memo_path``, by default ``<folder>/.jaxaudio_cache/digests.json``): a file is read again
-    only when its size, times or inode changed.
+    The hashes are remembered in ``memo_path`` (:class:`~jaxaudio.data.digests.DigestMemo`,
+    see :func:`digest_memo_path`): a file is read again only when its size, times or inode
+    changed.
     """
     from jaxaudio.data.digests import DigestMemo
 
     root = Path(folder).resolve()
-    memo = DigestMemo(Path(memo_path) if memo_path else root / ".jaxaudio_cache" / "digests.json")
+    memo = DigestMemo(Path(memo_path))
     names, files = hashlib.blake2b(digest_size=16), {}
     for split in ("train", "val"):
         d = root / split
@@ -63,7 +71,7 @@ def dataset_identity(folder: str | Path, memo_path: str | Path | None = None) ->
                 files[f"{split}/{p.name}"] = memo.digest(p)
     try:
         memo.save()
-    except OSError:  # a read-only dataset: the hashes are made again next time
+    except OSError:  # a read-only folder: the hashes are made again next time
         pass
     content = hashlib.blake2b(json.dumps(files, sort_keys=True).encode(), digest_size=16)
     return {"path": str(root), "fingerprint": names.hexdigest(), "files": files,
@@ -148,7 +156,7 @@ def check_resume(cfg: TrainConfig) -> Resume | None:
     if diffs:
         raise ckpt.CheckpointError(f"{path}: cannot resume with a different configuration:\n  "
                                    + "\n  ".join(diffs))
-    ours = dataset_identity(cfg.dataset_folder, cfg.cache_path / "digests.json")
+    ours = dataset_identity(cfg.dataset_folder, digest_memo_path(cfg))
     changed = dataset_difference(meta, saved, ours)
     if changed and not cfg.allow_dataset_change:
         raise ckpt.CheckpointError(

@@ -26,7 +26,8 @@ from jaxaudio.training import checkpoint as ckpt
 from jaxaudio.training.checkpoint_manager import RunCheckpoints, remove_stale_temps
 from jaxaudio.training.config import TrainConfig
 from jaxaudio.training.run_lock import hold_folder
-from jaxaudio.training.resume import check_resume, dataset_identity, remove_leftovers
+from jaxaudio.training.resume import (Resume, check_resume, dataset_identity, digest_memo_path,
+                                      remove_leftovers)
 from jaxaudio.training.metrics import (MetricAccumulator, epoch_summary, make_tracker,
                                        truncate_history, write_metrics_line)
 from jaxaudio.training.builders import (build_codec, build_data, build_discriminator, build_mesh,
@@ -60,11 +61,13 @@ def curriculum_alpha(cfg: TrainConfig, epoch: int) -> float:
 class Run:
     """One training run's mutable host-side state (everything else is in ``self.state``)."""
 
-    def __init__(self, cfg: TrainConfig, devices: list | None = None):
+    def __init__(self, cfg: TrainConfig, devices: list | None = None,
+                 resume: Resume | None = None):
+        """``resume``: what :func:`check_resume` found (``fit`` checks it before it takes the
+        folder); the folder is held (:mod:`.run_lock`) when a run is made."""
         self.cfg = cfg
         self.main = jax.process_index() == 0
         remove_leftovers(cfg)
-        resume = check_resume(cfg)  # before the data and compilation: a refusal costs nothing
         if self.main and not cfg.no_mlflow:
             check_tracking_store(cfg.mlflow_uri)
         ensure_builtin_dataset(cfg)
@@ -93,7 +96,7 @@ class Run:
         self.ckpt_dir = Path(cfg.checkpoint_dir)
         self.checkpoints = RunCheckpoints(self.ckpt_dir)
         self.dataset = (resume.dataset if resume is not None else
-                        dataset_identity(cfg.dataset_folder, cfg.cache_path / "digests.json"))
+                        dataset_identity(cfg.dataset_folder, digest_memo_path(cfg)))
         from jaxaudio.evaluation import folder_is_continuation
 
         # Drum/harmony pairs of one song have a known answer (the song); others are measured
@@ -390,5 +393,6 @@ class Run:
 def fit(cfg: TrainConfig, devices: list | None = None) -> int:
     """Train ``cfg`` on ``devices`` (default: every device of every process); exit status.
     The run holds its checkpoint folder throughout (:mod:`.run_lock`)."""
+    resume = check_resume(cfg)  # before any work or write: a refusal costs nothing
     with hold_folder(cfg.checkpoint_dir):
-        return Run(cfg, devices).fit()
+        return Run(cfg, devices, resume).fit()
