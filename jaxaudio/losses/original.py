@@ -251,14 +251,8 @@ class CombinedLoss(NamedTuple):
 
 
 def combined_loss(
-    output_audio: jax.Array,
-    input_audio: jax.Array,
-    target_audio: jax.Array,
-    weight_input,
-    weight_target,
-    weight_spectral,
-    weight_mel,
-    weight_correlation=0.0,
+    output_audio: jax.Array, input_audio: jax.Array, target_audio: jax.Array,
+    weight_input, weight_target, weight_spectral, weight_mel, weight_correlation=0.0,
     *,
     valid: jax.Array | None = None,
     sample_rate: float = DEFAULT_MEL[0],
@@ -282,9 +276,8 @@ def combined_loss(
         valid: optional ``[B]`` 0/1 weights: every component is then computed over the rows
             marked 1 alone, exactly as on a batch without the others (the validation's padded
             last batch).
-        sample_rate: static; Hz, the audio's rate, which places the mel term's bands
-            (default 24000, the original's; its ``fmax`` of 8000 Hz must stay below
-            ``sample_rate / 2``).
+        sample_rate: static; Hz, which places the mel term's bands (default 24000, the
+            original's; its ``fmax``, 8000 Hz, must not exceed ``sample_rate / 2``).
 
     Returns:
         :class:`CombinedLoss` ``(total, rms_input, rms_target, spectral, mel, corr_penalty)``.
