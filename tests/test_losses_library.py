@@ -234,7 +234,17 @@ def test_old_paths_keep_their_functions_and_order():
     from jaxaudio.training import losses as old_losses
     from jaxaudio.training import penalties as old_penalties
 
-    assert old_losses.stft_loss is L.stft_loss and old_losses.combined_loss is L.combined_loss
+    assert old_losses.combined_loss is L.combined_loss
+    y, t = _signals(26, (2, 1, 4000)), _signals(27, (2, 1, 4000))
+    # the old paths take options by position; jaxaudio.losses only by keyword
+    assert float(old_losses.stft_loss(y, t, (128,), (32,), (128,))) == float(
+        L.stft_loss(y, t, fft_sizes=128, hop_sizes=32, win_sizes=128))
+    assert float(old_losses.mel_loss(y, t, 16000, 256, 16, 64)) == float(
+        L.mel_loss(y, t, sample_rate=16000, n_fft=256, n_mels=16, hop_length=64))
+    assert float(old_penalties.spectral_outlier_penalty(y, 24000, 256, 64)) == float(
+        L.spectral_outlier_penalty(y, n_fft=256, hop_length=64))
+    with pytest.raises(TypeError):
+        L.stft_loss(y, t, (128,), (32,), (128,))
     i, t, o = _signals(20, (2, 1, 4000)), _signals(21, (2, 1, 4000)), _signals(22, (2, 1, 4000))
     old = old_penalties.modulation_correlation_penalty(i, t, o, m_parts=50)
     assert old_losses.modulation_correlation_penalty is old_penalties.modulation_correlation_penalty

@@ -93,10 +93,10 @@ def rms_loss(output: jax.Array, target: jax.Array, *, valid: jax.Array | None = 
 def stft_loss(
     y_pred: jax.Array,
     y_target: jax.Array,
+    *,
     fft_sizes: Sequence[int] = DEFAULT_FFT_SIZES,
     hop_sizes: Sequence[int] = DEFAULT_HOP_SIZES,
     win_sizes: Sequence[int] = DEFAULT_WIN_SIZES,
-    *,
     valid: jax.Array | None = None,
 ) -> jax.Array:
     """Multi-resolution STFT loss: spectral convergence plus mean log-magnitude L1.
@@ -108,7 +108,12 @@ def stft_loss(
 
     Args:
         y_pred, y_target: audio ``[B, N]`` or ``[B, 1, N]``.
+        fft_sizes, hop_sizes, win_sizes: static; samples, an int each or equal-length tuples
+            (default ``(512, 1024, 2048)``, ``(128, 256, 512)``, ``(512, 1024, 2048)``).
         valid: optional ``[B]`` 0/1 weights (see :func:`rms_loss`).
+
+    Options are keyword-only here; ``jaxaudio.training.losses.stft_loss`` also takes them by
+    position (the original's signature).
     """
     res = resolutions(fft_sizes, hop_sizes, win_sizes)
     p, t = _pair(y_pred, y_target, ("y_pred", "y_target"))
@@ -118,13 +123,13 @@ def stft_loss(
 def mel_loss(
     y_pred: jax.Array,
     y_target: jax.Array,
+    *,
     sample_rate: float = 24000,
     n_fft: int = 1024,
     n_mels: int = 80,
     hop_length: int = 256,
     fmin: float = 0.0,
     fmax: float | None = 8000.0,
-    *,
     valid: jax.Array | None = None,
 ) -> jax.Array:
     """Mean L1 distance of log mel spectrograms, ``log(mel + 1e-5)``.
@@ -134,6 +139,8 @@ def mel_loss(
 
     Args:
         y_pred, y_target: audio ``[B, N]`` or ``[B, 1, N]``.
+        sample_rate (Hz), n_fft, n_mels, hop_length, fmin, fmax (Hz): static options,
+            keyword-only here (``jaxaudio.training.losses.mel_loss`` takes them by position too).
         valid: optional ``[B]`` 0/1 weights (see :func:`rms_loss`).
     """
     p, t = _pair(y_pred, y_target, ("y_pred", "y_target"))

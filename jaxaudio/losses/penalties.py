@@ -28,6 +28,7 @@ DEFAULT_BANDS = ((1800, 2200), (3800, 4200), (5800, 6200))
 
 def spectral_outlier_penalty(
     audio: jax.Array,
+    *,
     sample_rate: float = 24000,
     n_fft: int = 2048,
     hop_length: int = 512,
@@ -45,6 +46,9 @@ def spectral_outlier_penalty(
 
     Args:
         audio: ``[B, N]`` or ``[B, 1, N]``.
+        sample_rate (Hz), n_fft, hop_length, freq_bands (Hz pairs), percentile: static options,
+            keyword-only here (``jaxaudio.training.penalties.spectral_outlier_penalty`` takes
+            them by position too).
     """
     x = as_mono_batch(audio, "audio")
     z = stft_frames(x, n_fft, hop_length, n_fft)
