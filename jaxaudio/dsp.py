@@ -29,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxaudio import filterbanks
+
 __all__ = [
     "as_mono_batch",
     "check_float_audio",
@@ -143,10 +145,14 @@ def stft_frames(
     win_length: int | None = None,
     center: bool = True,
     pad_mode: str = "reflect",
+    window: str = "hann",
+    window_dtype: str = "float64",
 ) -> jax.Array:
     """:func:`stft` in frames-major layout: ``[..., N]`` -> complex ``[..., T, n_fft//2+1]``.
 
     The losses use this layout (the FFT's natural one) so no transpose is materialised.
+    ``window`` and ``window_dtype`` name a periodic window of :func:`jaxaudio.filterbanks.window`
+    (default: Hann, exact).
     """
     hop_length = n_fft // 4 if hop_length is None else int(hop_length)
     win_length = n_fft if win_length is None else int(win_length)
@@ -171,7 +177,9 @@ def stft_frames(
     # Only the window's support is framed; the zeros around it are added after windowing.
     segment = x[..., left : left + (n_frames - 1) * hop_length + win_length]
     frames = _frame(segment, win_length, hop_length, n_frames)
-    frames = frames * jnp.asarray(hann_window(win_length), dtype)
+    win = (hann_window(win_length) if (window, window_dtype) == ("hann", "float64")
+           else filterbanks.window(window, win_length, window_dtype))
+    frames = frames * jnp.asarray(win, dtype)
     if win_length < n_fft:
         widths = [(0, 0)] * (frames.ndim - 1) + [(left, n_fft - win_length - left)]
         frames = jnp.pad(frames, widths)
@@ -185,19 +193,23 @@ def stft(
     win_length: int | None = None,
     center: bool = True,
     pad_mode: str = "reflect",
+    window: str = "hann",
 ) -> jax.Array:
-    """``torch.stft`` with a periodic Hann window, onesided, not normalised.
+    """``torch.stft`` with a periodic window (Hann by default), onesided, not normalised.
 
     Args:
         x: audio ``[..., N]``.
         n_fft: FFT size; hop_length defaults to ``n_fft // 4``, win_length to ``n_fft``.
         center: pad ``n_fft // 2`` samples on both sides with ``pad_mode`` (``"reflect"``,
             ``"constant"``, ``"replicate"`` or ``"circular"``).
+        window: a periodic window of :func:`jaxaudio.filterbanks.window` (``"hann"``,
+            ``"hamming"``, ``"blackman"``, ``"bartlett"``, ``"kaiser"``), centred in ``n_fft``.
 
     Returns:
         complex ``[..., n_fft//2+1, T]`` with ``T = 1 + N // hop_length`` when centred.
     """
-    return jnp.swapaxes(stft_frames(x, n_fft, hop_length, win_length, center, pad_mode), -1, -2)
+    z = stft_frames(x, n_fft, hop_length, win_length, center, pad_mode, window)
+    return jnp.swapaxes(z, -1, -2)
 
 
 @jax.custom_jvp
@@ -238,12 +250,11 @@ def mel_filterbank(
 ) -> np.ndarray:
     """Triangular HTK mel filterbank without normalisation, ``[n_fft//2+1, n_mels]`` float64.
 
-    librosa's ``filters.mel(htk=True, norm=None)``, which equals torchaudio's
+    librosa's ``filters.mel(htk=True, norm=None)`` (built in NumPy by
+    :func:`jaxaudio.filterbanks.mel_filterbank`, no librosa at run time), which equals torchaudio's
     ``melscale_fbanks(..., norm=None, mel_scale="htk")`` (MelSpectrogram's default). ``fmax``
     None means ``sample_rate / 2``. Read-only; built once per configuration.
     """
-    import librosa  # lazy: librosa's import is slow and only the filterbank needs it
-
     nyquist = float(sample_rate) / 2.0
     fmax = nyquist if fmax is None else float(fmax)
     if int(n_mels) < 1:
@@ -256,16 +267,8 @@ def mel_filterbank(
         raise ValueError(f"mel_filterbank: fmax={fmax:g} Hz is above half the sample rate "
                          f"({nyquist:g} Hz at sample_rate={sample_rate:g}); its top bands "
                          f"would be empty")
-    fb = librosa.filters.mel(
-        sr=float(sample_rate),
-        n_fft=int(n_fft),
-        n_mels=int(n_mels),
-        fmin=float(fmin),
-        fmax=fmax,
-        htk=True,
-        norm=None,
-        dtype=np.float64,
-    )
+    fb = filterbanks.mel_filterbank(float(sample_rate), int(n_fft), int(n_mels), float(fmin),
+                                    fmax, htk=True, norm=None, dtype="float64")
     fb = np.ascontiguousarray(fb.T)
     fb.setflags(write=False)
     return fb
