@@ -3,7 +3,7 @@ folder that is not a report, and a real browser (headless Chromium) playing its 
 decoding its images; one end-to-end run of the command on a tiny checkpoint.
 
 The browser is headless Chromium from Debian's ``chromium`` package (``apt-get install -y
-chromium``), driven by ``tests/browser.py``; without it the browser test skips, except under
+chromium``), driven by ``tests/headless_chromium.py``; without it the browser test skips, except under
 ``CI=true``, where it fails.
 """
 
@@ -21,7 +21,7 @@ from jaxaudio.evaluate import main
 from jaxaudio.evaluation import aggregate, clip_metrics
 from jaxaudio.evaluation.report import (REPORT_KIND, ReportError, audio_formats,
                                         check_report_folder, write_report)
-from browser import Chromium
+from headless_chromium import Chromium
 from test_generate import TINY, save_tiny_checkpoint
 
 SR = 24000

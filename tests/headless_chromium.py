@@ -43,20 +43,23 @@ class Chromium:
         self.timeout, self.next_id, self.buffer = timeout, 0, b""
         to_child, self.write_fd = os.pipe()
         self.read_fd, from_child = os.pipe()
-        # above 4, so the child's dup2 onto 3 and 4 cannot clobber one with the other
-        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child, from_child)]
+        # Chromium reads fd 3 and writes fd 4. bash moves the pipe ends there (no preexec_fn:
+        # unsafe in a process with threads, as JAX's); they are put above 9 first, so the
+        # moves cannot clobber one another (and dash takes no fd above 9: bash it is).
+        ends = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child, from_child)]
         os.close(to_child), os.close(from_child)
-
-        def child_fds():
-            os.dup2(high[0], 3), os.dup2(high[1], 4)
-
+        profile.mkdir(parents=True, exist_ok=True)
+        self.log = profile / "chromium.log"
+        a, b = ends
         # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start
-        self.proc = subprocess.Popen(
-            [find_browser(), "--headless=new", "--no-sandbox", "--disable-gpu", "--mute-audio",
-             "--no-first-run", f"--user-data-dir={profile}", "--remote-debugging-pipe",
-             "about:blank"], pass_fds=(3, 4), preexec_fn=child_fds,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for fd in high:
+        args = [find_browser(), "--headless=new", "--no-sandbox", "--disable-gpu",
+                "--mute-audio", "--no-first-run", f"--user-data-dir={profile}",
+                "--remote-debugging-pipe", "about:blank"]
+        with open(self.log, "wb") as log:  # a file, not a pipe: its chatter never blocks it
+            self.proc = subprocess.Popen(
+                ["bash", "-c", f'exec "$@" 3<&{a} 4>&{b} {a}<&- {b}>&-', "bash", *args],
+                pass_fds=ends, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        for fd in ends:
             os.close(fd)
 
     def __enter__(self) -> "Chromium":
@@ -81,7 +84,7 @@ class Chromium:
                 raise TimeoutError(f"Chromium did not answer within {self.timeout:g} s")
             chunk = os.read(self.read_fd, 1 << 16)
             if not chunk:
-                raise RuntimeError(f"Chromium exited: {self.proc.stderr.read()[-2000:]!r}")
+                raise RuntimeError(f"Chromium exited: {self.log.read_text()[-2000:]}")
             self.buffer += chunk
         raw, self.buffer = self.buffer.split(b"\0", 1)
         return json.loads(raw)
