@@ -3,8 +3,8 @@ folder that is not a report, and a real browser (headless Chromium) playing its 
 decoding its images; one end-to-end run of the command on a tiny checkpoint.
 
 The browser is headless Chromium from Debian's ``chromium`` package (``apt-get install -y
-chromium``), driven by ``tests/headless_chromium.py``; without it the browser test skips, except under
-``CI=true``, where it fails.
+chromium``), driven by ``tests/headless_chromium.py``; without it the browser test skips,
+except under ``CI=true``, where it fails.
 """
 
 from __future__ import annotations
