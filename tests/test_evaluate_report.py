@@ -107,6 +107,18 @@ def test_report_files_are_relative_and_complete(tmp_path):
     assert not [p.name for p in tmp_path.iterdir() if p.name != "rep"]  # no temporaries left
 
 
+def test_report_without_a_song_shows_three_clips(tmp_path):
+    """song_mode none (a folder of consecutive segments): input, target and output only."""
+    clips, records = tiny_pairs(1)
+    clips = [(name, {k: v for k, v in c.items() if k != "song"}) for name, c in clips]
+    index = write_report(tmp_path / "rep", meta={}, records=records,
+                         summary=aggregate([r["metrics"] for r in records]), clips=clips,
+                         sample_rate=SR)
+    assert [s for t, s in links(index) if t == "audio"] == [
+        "pair_00/input.ogg", "pair_00/target.ogg", "pair_00/output.ogg"]
+    assert "All 3 clips scaled" in index.read_text()
+
+
 def test_report_refuses_a_folder_that_is_not_a_report(tmp_path):
     other = tmp_path / "photos"
     other.mkdir()

@@ -158,7 +158,8 @@ def pair_section(pair: dict) -> str:
         f"<figcaption>{label}</figcaption><audio controls preload=metadata "
         f"src=\"{html.escape(audio)}\"></audio></figure></td>"
         for label, audio, image in pair["clips"])
-    note = (f"<p class=note>All four clips scaled by {pair['gain']:.3f} (peak above 1).</p>"
+    note = (f"<p class=note>All {len(pair['clips'])} clips scaled by {pair['gain']:.3f} "
+            f"(peak above 1).</p>"
             if pair["gain"] != 1.0 else "")
     return (f"<section><h3>{html.escape(pair['name'])}</h3>{note}"
             f"<table class=pair><tr>{cells}</tr></table></section>")
