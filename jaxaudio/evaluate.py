@@ -10,8 +10,11 @@ or on a pair folder::
 
 Each pair's input (and target) goes through the codec and the model in eval mode; the decoded
 output, before any level matching or filtering, is measured with
-:func:`jaxaudio.evaluation.clip_metrics`. Prints a table (one row per pair and the medians)
-and writes the per-pair and median metrics as JSON.
+:func:`jaxaudio.evaluation.clip_metrics`. Prints two tables (one row per pair and the
+medians: the headline metrics, then the band-wise ones) and writes the per-pair and median
+metrics as JSON. ``--report DIR`` also writes ``DIR/index.html``: the metrics and, for the first
+``--report_pairs`` pairs, the input, target, song and output to listen to beside their
+spectrograms (:mod:`jaxaudio.evaluation.report`).
 
 Exit status: 0 on success, 2 for a bad flag, file or checkpoint (the message names it).
 """
@@ -34,6 +37,7 @@ TRAINING_SEED = 0
 DEFAULT_PAIRS = 11
 DEFAULT_SECONDS = 4.0
 DEFAULT_JSON = "evaluation.json"
+DEFAULT_REPORT_PAIRS = 4
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
             "distance to it over the closer part's (distance, below 1 = nearer the song than "
             "either part), comb contrast at codec-frame-rate harmonics and energy share above "
             "6 kHz (output minus song), onset correlation with the input, chroma similarity "
-            "with the target (and the input's own, as the baseline). The model's raw output is "
-            "measured (no level matching, no filter)."),
+            "with the target (and the input's own, as the baseline); and per band (<250 Hz, "
+            "250-2000 Hz, 2-6 kHz, >6 kHz) the onset correlation with the input beside the "
+            "song's own (the ceiling) and the band-energy correlation with the song, which "
+            "tell a blend from a crossover. The model's raw output is measured (no level "
+            "matching, no filter)."),
     )
     p.add_argument("--checkpoint", required=True,
                    help="a jaxaudio checkpoint folder, a training --checkpoint_dir (its "
@@ -73,6 +80,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_json", default=DEFAULT_JSON,
                    help=f"where the per-pair and median metrics go (default: {DEFAULT_JSON}, "
                         f"replaced if it exists)")
+    p.add_argument("--report", metavar="DIR",
+                   help="also write an HTML report to this folder (index.html: the metrics, "
+                        "and players and spectrograms of the first --report_pairs pairs); "
+                        "a new or empty folder, or an earlier report, which is replaced")
+    p.add_argument("--report_pairs", type=int, default=DEFAULT_REPORT_PAIRS, metavar="N",
+                   help=f"pairs to listen to in the report (default {DEFAULT_REPORT_PAIRS})")
     codec = p.add_argument_group("codec (default: the checkpoint's)")
     codec.add_argument("--codec", choices=("mdct", "encodec"),
                        help="override the codec the model was trained with")
@@ -113,15 +126,16 @@ def folder_pairs(folder: str, num_pairs: int | None, seconds: float | None, samp
     return pairs
 
 
-def evaluate_pairs(gen, pairs, *, frame_rate: float, song_mode: str, progress: bool = True):
+def evaluate_pairs(gen, pairs, *, frame_rate: float, song_mode: str, progress: bool = True,
+                   keep: int = 0):
     """Run the model on each pair and measure its raw output; returns the per-pair records
-    ``[{"name": ..., "metrics": {...}}]``."""
+    ``[{"name": ..., "metrics": {...}}]`` and the outputs ``[N]`` of the first ``keep``."""
     from tqdm import tqdm
 
     from jaxaudio.evaluation import clip_metrics
     from jaxaudio.inference.loading import GenerateError
 
-    records = []
+    records, outputs = [], []
     for name, x, y in tqdm(pairs, desc="evaluate", unit="pair", dynamic_ncols=True,
                            disable=not progress):
         try:
@@ -131,7 +145,9 @@ def evaluate_pairs(gen, pairs, *, frame_rate: float, song_mode: str, progress: b
         metrics = clip_metrics(result.output_audio, x, y, sample_rate=gen.sample_rate,
                                frame_rate=frame_rate, song_mode=song_mode)
         records.append({"name": name, "metrics": metrics})
-    return records
+        if len(outputs) < keep:
+            outputs.append(np.asarray(result.output_audio, np.float64).reshape(-1))
+    return records, outputs
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -149,23 +165,58 @@ def _check_args(args: argparse.Namespace) -> None:
     out = Path(args.output_json)
     if out.is_dir() or not out.parent.is_dir():
         raise GenerateError(f"--output_json {out}: expected a file path in an existing folder")
+    if args.report_pairs < 0:
+        raise GenerateError(f"--report_pairs {args.report_pairs}: expected 0 or more pairs")
+    if args.report is not None:
+        from jaxaudio.evaluation.report import check_report_folder
+
+        check_report_folder(args.report)  # before the model runs, not after
+
+
+def _song_mode(args: argparse.Namespace) -> str:
+    from jaxaudio.evaluation import folder_is_continuation
+
+    if args.val_folder is None:
+        if args.seed == TRAINING_SEED:
+            print(f"warning: --seed {TRAINING_SEED} draws the training set's songs; these "
+                  f"pairs are not unseen", flush=True)
+        return args.song_mode or "sum"
+    return args.song_mode or (
+        "none" if folder_is_continuation(Path(args.val_folder)) else "sum")
+
+
+def _pairs(args: argparse.Namespace, sr: int):
+    """The pairs, and the JSON's ``pairs_source`` and a line saying what they are."""
+    if args.val_folder is None:
+        seconds = DEFAULT_SECONDS if args.duration is None else args.duration
+        pairs = synthetic_pairs(args.num_pairs or DEFAULT_PAIRS, seconds, args.seed, sr)
+        return pairs, {"kind": "synthetic", "seed": args.seed, "num_pairs": len(pairs),
+                       "duration": seconds}, \
+            f"{len(pairs)} synthetic pair(s) of {seconds:g} s, seed {args.seed}"
+    pairs = folder_pairs(args.val_folder, args.num_pairs, args.duration, sr)
+    return pairs, {"kind": "folder", "val_folder": str(args.val_folder),
+                   "num_pairs": len(pairs)}, f"{len(pairs)} pair(s) from {args.val_folder}"
+
+
+def _print_tables(records, summary) -> None:
+    from jaxaudio.evaluation import format_table
+    from jaxaudio.evaluation.quality import BAND_COLUMNS
+
+    metrics, names = [r["metrics"] for r in records], [r["name"] for r in records]
+    print(format_table(metrics, names, summary))
+    print("\nBands: onset correlation with the input (the song's own beside it, the ceiling), "
+          "band-energy correlation with the song")
+    print(format_table(metrics, names, summary, columns=BAND_COLUMNS))
 
 
 def run(args: argparse.Namespace) -> dict:
     """Everything :func:`main` does; returns the JSON report."""
-    from jaxaudio.evaluation import aggregate, folder_is_continuation, format_table
+    from jaxaudio.evaluation import aggregate
     from jaxaudio.inference.loading import load_for_inference
     from jaxaudio.inference.pipeline import Generator
 
     _check_args(args)
-    if args.val_folder is None:
-        song_mode = args.song_mode or "sum"
-        if args.seed == TRAINING_SEED:
-            print(f"warning: --seed {TRAINING_SEED} draws the training set's songs; these "
-                  f"pairs are not unseen", flush=True)
-    else:
-        song_mode = args.song_mode or (
-            "none" if folder_is_continuation(Path(args.val_folder)) else "sum")
+    song_mode = _song_mode(args)
     loaded = load_for_inference(args.checkpoint, codec=args.codec,
                                 codec_weights=args.codec_weights)
     for w in loaded.warnings:
@@ -173,43 +224,61 @@ def run(args: argparse.Namespace) -> dict:
     codec = loaded.codec
     gen = Generator(loaded.model, codec, cascade=loaded.cascade)
     sr, frame_rate = int(codec.sample_rate), float(codec.frame_rate)
-    if args.val_folder is None:
-        seconds = DEFAULT_SECONDS if args.duration is None else args.duration
-        pairs = synthetic_pairs(args.num_pairs or DEFAULT_PAIRS, seconds, args.seed, sr)
-        source = f"{len(pairs)} synthetic pair(s) of {seconds:g} s, seed {args.seed}"
-    else:
-        pairs = folder_pairs(args.val_folder, args.num_pairs, args.duration, sr)
-        source = f"{len(pairs)} pair(s) from {args.val_folder}"
+    pairs, pairs_source, source = _pairs(args, sr)
     print(f"Evaluating {loaded.source}\n  on {source}; codec {loaded.codec_name} at "
           f"{frame_rate:g} frames/s; song: "
           f"{'input + target' if song_mode == 'sum' else 'none (reference-free)'}", flush=True)
-    records = evaluate_pairs(gen, pairs, frame_rate=frame_rate, song_mode=song_mode)
+    keep = args.report_pairs if args.report is not None else 0
+    records, outputs = evaluate_pairs(gen, pairs, frame_rate=frame_rate, song_mode=song_mode,
+                                      keep=keep)
     summary = aggregate([r["metrics"] for r in records])
-    print(format_table([r["metrics"] for r in records], [r["name"] for r in records], summary))
+    _print_tables(records, summary)
     report = {
         "checkpoint": str(args.checkpoint), "model": loaded.source, "codec": loaded.codec_name,
         "sample_rate": sr, "frame_rate": frame_rate, "song_mode": song_mode,
-        "pairs_source": ({"kind": "synthetic", "seed": args.seed, "num_pairs": len(pairs),
-                          "duration": seconds} if args.val_folder is None else
-                         {"kind": "folder", "val_folder": str(args.val_folder),
-                          "num_pairs": len(pairs)}),
-        "aggregate": summary, "pairs": records,
+        "pairs_source": pairs_source, "aggregate": summary, "pairs": records,
     }
     out = Path(args.output_json)
     out.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     print(f"Wrote {out}", flush=True)
+    if args.report is not None:
+        index = write_html_report(args.report, report, pairs, outputs)
+        print(f"Wrote {index} (open it in a browser)", flush=True)
     return report
+
+
+def write_html_report(folder: str, report: dict, pairs, outputs) -> Path:
+    """``--report``: the report folder of ``report`` (the JSON), with the ``outputs`` of the
+    first pairs to listen to; returns its ``index.html``."""
+    from jaxaudio.evaluation.quality import BAND_COLUMNS, TABLE_COLUMNS
+    from jaxaudio.evaluation.report import write_report
+
+    clips = []
+    for (name, x, y), output in zip(pairs, outputs):
+        n = min(x.shape[0], y.shape[0])
+        c = {"input": x, "target": y, "output": output}
+        if report["song_mode"] == "sum":
+            c["song"] = np.asarray(x[:n], np.float64) + np.asarray(y[:n], np.float64)
+        clips.append((name, c))
+    meta = {k: report[k] for k in ("checkpoint", "model", "codec", "sample_rate", "frame_rate",
+                                   "song_mode")}
+    meta["pairs"] = ", ".join(f"{k} {v}" for k, v in report["pairs_source"].items())
+    order = [c[0] for c in TABLE_COLUMNS + BAND_COLUMNS]
+    return write_report(folder, meta=meta, records=report["pairs"],
+                        summary=report["aggregate"], clips=clips,
+                        sample_rate=report["sample_rate"], order=order)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else list(argv))
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
+    from jaxaudio.evaluation.report import ReportError
     from jaxaudio.inference.loading import user_errors
 
     try:
         run(args)
-    except user_errors() as e:
+    except (*user_errors(), ReportError) as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     return 0

@@ -79,3 +79,26 @@ def plot_spectrograms(signals: Mapping[str, np.ndarray], sample_rate: int, path:
         ax.set_ylabel(f"{name}\nkHz")
         fig.colorbar(im, ax=ax, label="dB")
     return _save(plt, fig, axes, path, title)
+
+
+def plot_spectrogram(spec: np.ndarray, sample_rate: int, path: str | Path, *, hop: int = 256,
+                     title: str | None = None, vmax: float | None = None,
+                     size: tuple[float, float] = (4.0, 3.0)) -> Path:
+    """One small spectrogram panel (``spec``: :func:`log_spectrogram`'s ``[F, frames]`` dB)
+    with an 80 dB range below ``vmax`` (default its own maximum): pass one ``vmax`` to the
+    panels of one page so a quiet signal looks quiet."""
+    plt = _pyplot()
+    top = float(spec.max()) if vmax is None else float(vmax)
+    fig, ax = plt.subplots(figsize=size)
+    extent = (0.0, spec.shape[1] * hop / sample_rate, 0.0, sample_rate / 2000.0)
+    ax.imshow(spec, origin="lower", aspect="auto", extent=extent, vmin=top - 80, vmax=top,
+              cmap="magma")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("kHz")
+    if title:
+        ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path

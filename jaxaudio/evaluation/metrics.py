@@ -13,7 +13,8 @@ One line each (they are repeated in the README):
   stand above the level between them (dB); about 0 for music without a frame-rate comb.
 - ``high_frequency_share``: percent of the energy above ``cutoff`` (6 kHz).
 - ``onset_correlation``: Pearson correlation of onset-strength envelopes (log-mel spectral
-  flux, hop 256 at 24 kHz); 1 = the same rhythm.
+  flux, hop 256 at 24 kHz); 1 = the same rhythm. ``onset_envelope(..., band=(lo, hi))`` and
+  ``band_energy_envelope`` restrict the same log-mel spectrogram to a band (``bands``).
 - ``chroma_similarity``: frame-wise cosine similarity of 12-bin chroma (60 Hz - 5 kHz,
   A4 = 440 Hz), averaged over the reference's sounding frames; 1 = the same pitch classes.
 """
@@ -168,31 +169,79 @@ def high_frequency_share(x, sr: int, cutoff: float = 6000.0) -> float:
     return float(100.0 * np.sum(power[freqs > cutoff]) / total) if total > 0 else 0.0
 
 
+def _mel_edges(sr: int, n_mels: int, fmin: float, fmax: float | None) -> np.ndarray:
+    """``n_mels + 2`` filter edges (Hz), evenly spaced on the HTK mel scale."""
+    mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)  # noqa: E731
+    return 700.0 * (10 ** (np.linspace(mel(fmin), mel(fmax or sr / 2), n_mels + 2) / 2595.0) - 1)
+
+
 @lru_cache(maxsize=8)
 def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float = 0.0,
                    fmax: float | None = None) -> np.ndarray:
     """Triangular filters ``[n_mels, n_fft // 2 + 1]`` on the HTK mel scale (cached: do not
     modify the result)."""
-    mel = lambda f: 2595.0 * np.log10(1.0 + np.asarray(f) / 700.0)  # noqa: E731
-    edges = 700.0 * (10 ** (np.linspace(mel(fmin), mel(fmax or sr / 2), n_mels + 2) / 2595.0) - 1)
+    edges = _mel_edges(sr, n_mels, fmin, fmax)
     freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)
     lo, mid, hi = edges[:-2, None], edges[1:-1, None], edges[2:, None]
     return np.maximum(0.0, np.minimum((freqs - lo) / (mid - lo), (hi - freqs) / (hi - mid)))
 
 
-def onset_envelope(x, sr: int) -> np.ndarray:
-    """Onset strength ``[frames]``: mean over 64 mel bands of the half-wave-rectified
-    frame-to-frame rise of the log-mel power (dB re the clip's maximum, floored 80 dB below),
-    FFT 1024 and hop 256 at 24 kHz. Silence gives zeros."""
+def mel_centres(sr: int, n_mels: int, fmin: float = 0.0, fmax: float | None = None
+                ) -> np.ndarray:
+    """Centre frequencies (Hz) ``[n_mels]`` of :func:`mel_filterbank`'s filters."""
+    return _mel_edges(sr, n_mels, fmin, fmax)[1:-1]
+
+
+def onset_mel_power(x, sr: int) -> np.ndarray:
+    """Mel power spectrogram ``[64, frames]`` the onset measures read: 64 HTK mel filters over
+    ``0 .. sr / 2`` of the STFT power, FFT 1024 and hop 256 at 24 kHz (centred frames)."""
     x = _mono(x)
     n_fft, hop = _scaled(ONSET_FFT, sr), _scaled(ONSET_HOP, sr)
-    mel = mel_filterbank(sr, n_fft, ONSET_MELS) @ (stft_magnitude(x, n_fft, hop) ** 2).T
+    return mel_filterbank(sr, n_fft, ONSET_MELS) @ (stft_magnitude(x, n_fft, hop) ** 2).T
+
+
+def band_channels(sr: int, band: tuple[float, float] | None) -> np.ndarray:
+    """Boolean ``[64]``: the onset mel filters whose centre lies in ``band = (lo, hi)`` Hz,
+    ``lo <= centre < hi`` (every filter when ``band`` is None)."""
+    centres = mel_centres(sr, ONSET_MELS)
+    if band is None:
+        return np.ones(centres.shape, bool)
+    lo, hi = band
+    return (centres >= lo) & (centres < hi)
+
+
+def onset_envelope(x, sr: int, *, band: tuple[float, float] | None = None,
+                   mel_power: np.ndarray | None = None) -> np.ndarray:
+    """Onset strength ``[frames]``: mean over the 64 mel bands (or those with centres in
+    ``band = (lo, hi)`` Hz) of the half-wave-rectified frame-to-frame rise of the log-mel power
+    (dB re the clip's maximum over all bands, floored 80 dB below), FFT 1024 and hop 256 at
+    24 kHz. The full-band envelope is the band-count-weighted mean of those of bands that
+    partition the spectrum. Silence, and a band with no mel filter, give zeros.
+
+    ``mel_power``: :func:`onset_mel_power` of ``x`` if already computed (``x`` is then unread).
+    """
+    mel = onset_mel_power(x, sr) if mel_power is None else mel_power
+    chosen = band_channels(sr, band)
     peak = float(mel.max())
-    if peak <= 0:
+    if peak <= 0 or not chosen.any():
         return np.zeros(mel.shape[1])
-    db = 10 * np.log10(np.maximum(mel, peak * 10 ** (-ONSET_TOP_DB / 10)) / peak)
+    db = 10 * np.log10(np.maximum(mel[chosen], peak * 10 ** (-ONSET_TOP_DB / 10)) / peak)
     flux = np.maximum(0.0, np.diff(db, axis=1)).mean(axis=0)
     return np.concatenate([[0.0], flux])
+
+
+def band_energy_envelope(x, sr: int, *, band: tuple[float, float] | None = None,
+                         mel_power: np.ndarray | None = None) -> np.ndarray:
+    """Band energy ``[frames]`` in dB: the summed power of the onset mel filters with centres in
+    ``band`` (as :func:`onset_envelope` chooses them), re the clip's loudest frame over all
+    bands, floored 80 dB below it. Silence, and a band with no mel filter, give zeros."""
+    mel = onset_mel_power(x, sr) if mel_power is None else mel_power
+    chosen = band_channels(sr, band)
+    peak = float(mel.sum(axis=0).max())
+    if peak <= 0 or not chosen.any():
+        return np.zeros(mel.shape[1])
+    energy = mel[chosen].sum(axis=0)
+    return 10 * np.log10(np.maximum(energy, peak * 10 ** (-ONSET_TOP_DB / 10)) / peak)
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:

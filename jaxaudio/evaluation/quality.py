@@ -18,6 +18,12 @@ Metric names (one line each; the README repeats them):
 - ``chroma_sim_input_baseline``: chroma similarity of the input with the target (what
   ``chroma_sim_target`` should beat).
 - ``chroma_sim_gain``: ``chroma_sim_target - chroma_sim_input_baseline``.
+- band-wise, for the bands below 250 Hz, 250-2000 Hz, 2000-6000 Hz and above 6 kHz (named
+  ``0_250``, ``250_2000``, ``2000_6000``, ``6000_up``; see :mod:`jaxaudio.evaluation.bands`):
+  ``onset_corr_<band>`` (output against input), ``song_onset_corr_<band>`` (the song against
+  the input: the ceiling), ``energy_corr_<band>`` (band-energy envelopes, output against song).
+  A crossover (drums above a frequency, harmony below) scores low onset correlations in the
+  bands below it, however high ``onset_corr_input`` is.
 - raw values: ``distance_output_song``, ``distance_input_song``, ``distance_target_song``,
   ``comb_db_output``, ``comb_db_song``, ``hf_share_output``, ``hf_share_song``.
 """
@@ -31,6 +37,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from jaxaudio.evaluation.bands import BAND_NAMES, band_metrics
 from jaxaudio.evaluation.metrics import (chroma_similarity, comb_contrast_db, high_frequency_share,
                                          log_spectral_distance, onset_correlation)
 
@@ -49,6 +56,13 @@ TABLE_COLUMNS_NO_SONG = (
     ("comb_db_output", "comb dB", "{:.1f}"),
     ("hf_share_output", "HF %", "{:.1f}"),
 ) + TABLE_COLUMNS[3:]
+# The band table: per band, the output's onset correlation with the input, the song's (the
+# ceiling) and the output's band-energy correlation with the song.
+BAND_HEADERS = {"0_250": "<250", "250_2000": "250-2k", "2000_6000": "2k-6k", "6000_up": ">6k"}
+BAND_COLUMNS = tuple(col for name in BAND_NAMES for col in (
+    (f"onset_corr_{name}", f"{BAND_HEADERS[name]} onset", "{:.2f}"),
+    (f"song_onset_corr_{name}", "(song's)", "{:.2f}"),
+    (f"energy_corr_{name}", "energy", "{:.2f}")))
 DISTANCE_DELTA = 1e-3  # keeps the ratio finite when a part equals the song
 
 
@@ -105,6 +119,7 @@ def clip_metrics(output, input, target, *, sample_rate: int, frame_rate: float,
         })
         out["comb_db_excess"] = out["comb_db_output"] - out["comb_db_song"]
         out["hf_share_excess"] = out["hf_share_output"] - out["hf_share_song"]
+    out.update(band_metrics(output, input, sr, song=song))
     return {k: float(v) for k, v in sorted(out.items())}
 
 
@@ -138,9 +153,11 @@ def _cell(value: float | None, fmt: str) -> str:
 
 
 def format_table(records: Sequence[Mapping[str, float]], names: Sequence[str] | None = None,
-                 summary: Mapping[str, float] | None = None) -> str:
+                 summary: Mapping[str, float] | None = None, *,
+                 columns: Sequence[tuple[str, str, str]] | None = None) -> str:
     """A plain-text table: one row per record (named by ``names``), then a ``median`` row
-    (``summary``, default :func:`aggregate` of the records). The columns are the headline
+    (``summary``, default :func:`aggregate` of the records). The columns are ``columns``
+    (``(metric, header, format)``; a missing metric prints ``-``), by default the headline
     metrics; a reference-free evaluation (no ``distance_ratio``) shows the raw comb and
     high-frequency figures instead of the excesses."""
     names = list(names) if names is not None else [str(i) for i in range(len(records))]
@@ -148,7 +165,7 @@ def format_table(records: Sequence[Mapping[str, float]], names: Sequence[str] | 
         raise ValueError(f"{len(names)} names for {len(records)} records")
     summary = aggregate(records) if summary is None else summary
     with_song = any("distance_ratio" in r for r in records) or "distance_ratio" in summary
-    cols = TABLE_COLUMNS if with_song else TABLE_COLUMNS_NO_SONG
+    cols = columns or (TABLE_COLUMNS if with_song else TABLE_COLUMNS_NO_SONG)
     rows = [[n] + [_cell(r.get(k), f) for k, _, f in cols] for n, r in zip(names, records)]
     rows.append([f"median ({int(summary.get('count', len(records)))})"]
                 + [_cell(summary.get(k), f) for k, _, f in cols])

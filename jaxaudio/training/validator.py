@@ -59,7 +59,9 @@ def sample_batch(steps, state, loader, codec_state, to_global: Callable
 def quality(audio: dict[str, np.ndarray], *, num: int, sample_rate: int, frame_rate: float,
             song_mode: str) -> dict[str, float]:
     """:func:`jaxaudio.evaluation.evaluate_batch` of the first ``num`` clips (medians), named
-    ``quality_*``: what ``python -m jaxaudio.evaluate`` measures, at every validation."""
+    ``quality_*``: what ``python -m jaxaudio.evaluate`` measures, at every validation, the
+    band-wise measures included (``quality_onset_corr_250_2000``,
+    ``quality_song_onset_corr_250_2000``, ``quality_energy_corr_250_2000``, ...)."""
     from jaxaudio.evaluation import evaluate_batch
 
     n = min(num, audio["output"].shape[0])
