@@ -46,6 +46,38 @@ import numpy as np
 from jaxaudio import losses
 """
 
+
+
+def _module_signature(app, what, name, obj, options, signature, return_annotation):
+    """An ``nnx.Module``'s constructor signature: its metaclass's ``__call__(*args, **kwargs)``
+    would hide it."""
+    if what != "class" or not signature or "*args: Any" not in signature:
+        return None
+    import inspect
+
+    try:
+        sig = inspect.signature(obj.__init__)
+    except (TypeError, ValueError):
+        return None
+    params = [p.replace(annotation=_Annotation(p.annotation)) if isinstance(p.annotation, str)
+              else p for p in list(sig.parameters.values())[1:]]  # without self
+    return str(sig.replace(parameters=params, return_annotation=inspect.Signature.empty)), None
+
+
+class _Annotation:
+    """A postponed (string) annotation shown as written, not quoted."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+def setup(app):
+    app.connect("autodoc-process-signature", _module_signature)
+
+
 nitpicky = False
 html_theme = "alabaster"
 html_static_path = []
