@@ -207,6 +207,12 @@ def stft(
 
     Returns:
         complex ``[..., n_fft//2+1, T]`` with ``T = 1 + N // hop_length`` when centred.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxaudio import dsp
+        >>> dsp.stft(jnp.zeros((2, 4800)), 512, 128).shape  # [B, F, T]
+        (2, 257, 38)
     """
     z = stft_frames(x, n_fft, hop_length, win_length, center, pad_mode, window)
     return jnp.swapaxes(z, -1, -2)
@@ -307,6 +313,12 @@ def mel_spectrogram(
     Its defaults: ``win_length = n_fft``, ``hop_length = n_fft // 2`` when None, periodic Hann,
     centred with reflect padding, power 2, HTK mel scale without normalisation, ``fmax`` None
     meaning ``sample_rate / 2``.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxaudio import dsp
+        >>> dsp.mel_spectrogram(jnp.zeros((2, 4800)), 24000, 1024, 80, 256).shape
+        (2, 80, 19)
     """
     hop_length = n_fft // 2 if hop_length is None else hop_length
     z = stft_frames(x, n_fft, hop_length, n_fft)

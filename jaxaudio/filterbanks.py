@@ -64,6 +64,11 @@ def window(name: str, n: int, dtype: str = "float64") -> np.ndarray:
         n: length in samples (``>= 1``; length 1 is ``[1.0]``, as torch gives).
         dtype: ``"float64"`` (the exact window) or ``"float32"``: the window as torch builds it
             in its default float32, which auraloss uses even on float64 audio.
+
+    Examples:
+        >>> from jaxaudio import filterbanks
+        >>> filterbanks.window("hann", 4).round(6).tolist()  # periodic: no final 0
+        [0.0, 0.5, 1.0, 0.5]
     """
     key = name[: -len("_window")] if name.endswith("_window") else name
     if key not in WINDOWS:
@@ -110,7 +115,9 @@ def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, fmin: float = 0.
     """Triangular mel filterbank ``[n_mels, n_fft//2+1]``, librosa's ``filters.mel``.
 
     Args:
-        sample_rate: Hz. n_fft: FFT size. n_mels: number of bands.
+        sample_rate: Hz.
+        n_fft: FFT size.
+        n_mels: number of bands.
         fmin, fmax: Hz; ``fmax`` None means ``sample_rate / 2``.
         htk: HTK mel scale (True) or Slaney's (False, librosa's default).
         norm: ``"slaney"`` (area normalisation, librosa's default) or None.
@@ -118,6 +125,11 @@ def mel_filterbank(sample_rate: float, n_fft: int, n_mels: int, fmin: float = 0.
             weights are stored in it as librosa does, so float32 rounding matches librosa's.
 
     Returns the read-only filterbank (rows are bands, columns FFT bins).
+
+    Examples:
+        >>> from jaxaudio import filterbanks
+        >>> filterbanks.mel_filterbank(24000, 1024, 80).shape  # [n_mels, n_fft//2+1]
+        (80, 513)
     """
     if norm not in ("slaney", None):
         raise ValueError(f"mel_filterbank: norm must be 'slaney' or None, got {norm!r}")

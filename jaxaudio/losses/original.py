@@ -81,6 +81,14 @@ def rms_loss(output: jax.Array, target: jax.Array, *, valid: jax.Array | None = 
             (the losses of a padded last batch, as if it were not padded).
 
     Returns a scalar. Unlike torch (NaN), the gradient at ``output == target`` is 0.
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxaudio import losses
+        >>> hz = jnp.array([[440.0], [660.0]])
+        >>> target = jnp.sin(2 * jnp.pi * hz * jnp.arange(4800) / 24000)  # [B, N]: 0.2 s at 24 kHz
+        >>> round(float(losses.rms_loss(0.5 * target, target)), 3)  # 0.5 / sqrt(2)
+        0.354
     """
     o, t = _pair(output, target, ("output", "target"))
     d = o - t
@@ -114,6 +122,14 @@ def stft_loss(
 
     Options are keyword-only here; ``jaxaudio.training.losses.stft_loss`` also takes them by
     position (the original's signature).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxaudio import losses
+        >>> hz = jnp.array([[440.0], [660.0]])
+        >>> target = jnp.sin(2 * jnp.pi * hz * jnp.arange(4800) / 24000)  # [B, N]: 0.2 s at 24 kHz
+        >>> round(float(losses.stft_loss(0.5 * target, target)), 3)
+        1.084
     """
     res = resolutions(fft_sizes, hop_sizes, win_sizes)
     p, t = _pair(y_pred, y_target, ("y_pred", "y_target"))
@@ -139,9 +155,18 @@ def mel_loss(
 
     Args:
         y_pred, y_target: audio ``[B, N]`` or ``[B, 1, N]``.
-        sample_rate (Hz), n_fft, n_mels, hop_length, fmin, fmax (Hz): static options,
-            keyword-only here (``jaxaudio.training.losses.mel_loss`` takes them by position too).
+        sample_rate, n_fft, n_mels, hop_length, fmin, fmax: static options (``sample_rate``,
+            ``fmin`` and ``fmax`` in Hz), keyword-only here
+            (``jaxaudio.training.losses.mel_loss`` takes them by position too).
         valid: optional ``[B]`` 0/1 weights (see :func:`rms_loss`).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxaudio import losses
+        >>> hz = jnp.array([[440.0], [660.0]])
+        >>> target = jnp.sin(2 * jnp.pi * hz * jnp.arange(4800) / 24000)  # [B, N]: 0.2 s at 24 kHz
+        >>> round(float(losses.mel_loss(0.5 * target, target)), 3)  # 24 kHz, 80 bands up to 8 kHz
+        0.676
     """
     p, t = _pair(y_pred, y_target, ("y_pred", "y_target"))
     mel_args = (sample_rate, n_fft, n_mels, hop_length, fmin, fmax)
@@ -195,7 +220,7 @@ def _both(distance, x: LossInputs, args) -> jax.Array:
                   + distance(x.spec("output"), x.spec("target"), args, w))
 
 
-# The original's audio terms by name (combined_loss's components, in its order).
+#: The original's audio terms by name (:func:`combined_loss`'s components, in its order).
 AUDIO_TERMS: dict[str, Callable[[LossInputs], jax.Array]] = {
     "rms_input": lambda x: rms_loss(x.output, x.input, valid=x.rows()),
     "rms_target": lambda x: rms_loss(x.output, x.target, valid=x.rows()),
@@ -247,7 +272,13 @@ def weighted_total(terms: Mapping[str, jax.Array], weights: Mapping[str, float],
 
 
 class CombinedLoss(NamedTuple):
-    """Scalars of :func:`combined_loss`, in the original's return order."""
+    """Scalars of :func:`combined_loss`, in the original's return order.
+
+    Examples:
+        >>> from jaxaudio import losses
+        >>> losses.CombinedLoss._fields
+        ('total', 'rms_input', 'rms_target', 'spectral', 'mel', 'corr_penalty')
+    """
 
     total: jax.Array
     rms_input: jax.Array
@@ -290,6 +321,16 @@ def combined_loss(
         :class:`CombinedLoss` ``(total, rms_input, rms_target, spectral, mel, corr_penalty)``.
         ``total`` is NaN when the output holds a NaN or an infinity (``corr_penalty`` alone
         keeps the original's NaN-to-0 guard).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxaudio import losses
+        >>> hz = jnp.array([[440.0], [660.0]])
+        >>> target = jnp.sin(2 * jnp.pi * hz * jnp.arange(4800) / 24000)  # [B, N]: 0.2 s at 24 kHz
+        >>> hum = 0.1 * jnp.sin(2 * jnp.pi * 1000 * jnp.arange(4800) / 24000)  # 20 dB below
+        >>> out = losses.combined_loss(0.5 * target, target + hum, target, 1.0, 1.0, 0.5, 0.5, 0.1)
+        >>> round(float(out.total), 3), round(float(out.rms_target), 3)
+        (1.928, 0.354)
     """
     out = as_mono_batch(output_audio, "output_audio")
     inp = as_mono_batch(input_audio, "input_audio")

@@ -46,9 +46,19 @@ def spectral_outlier_penalty(
 
     Args:
         audio: ``[B, N]`` or ``[B, 1, N]``.
-        sample_rate (Hz), n_fft, hop_length, freq_bands (Hz pairs), percentile: static options,
-            keyword-only here (``jaxaudio.training.penalties.spectral_outlier_penalty`` takes
-            them by position too).
+        sample_rate, n_fft, hop_length, freq_bands, percentile: static options (``sample_rate``
+            in Hz, ``freq_bands`` pairs of Hz), keyword-only here
+            (``jaxaudio.training.penalties.spectral_outlier_penalty`` takes them by position
+            too).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxaudio import losses
+        >>> hz = jnp.array([[440.0], [660.0]])
+        >>> target = jnp.sin(2 * jnp.pi * hz * jnp.arange(4800) / 24000)  # [B, N]: 0.2 s at 24 kHz
+        >>> hum = 0.1 * jnp.sin(2 * jnp.pi * 1000 * jnp.arange(4800) / 24000)  # 20 dB below
+        >>> round(float(losses.spectral_outlier_penalty(target + hum)), 3)  # 24 kHz, n_fft 2048
+        0.586
     """
     x = as_mono_batch(audio, "audio")
     z = stft_frames(x, n_fft, hop_length, n_fft)
@@ -198,6 +208,19 @@ def modulation_correlation_penalty(
         valid: optional ``[B]`` 0/1 weights (rows marked 0 are left out of the mean).
 
     Returns a scalar (``mean_b(corr(in, out)**2 + corr(target, out)**2)``).
+
+    Examples:
+        >>> import jax.numpy as jnp
+        >>> from jaxaudio import losses
+        >>> hz = jnp.array([[440.0], [660.0]])
+        >>> target = jnp.sin(2 * jnp.pi * hz * jnp.arange(4800) / 24000)  # [B, N]: 0.2 s at 24 kHz
+        >>> swell = target * jnp.linspace(0.0, 1.0, 4800)  # the input: the target, fading in
+        >>> round(float(losses.modulation_correlation_penalty(0.5 * swell, swell, target,
+        ...                                                   m_parts=50)), 3)  # copies the input
+        1.0
+        >>> round(float(losses.modulation_correlation_penalty(target, swell, target,
+        ...                                                   m_parts=50)), 3)  # copies neither
+        0.068
     """
     return original_modulation_correlation_penalty(input, target, prediction, m_parts,
                                                    valid=valid)
