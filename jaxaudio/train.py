@@ -6,9 +6,12 @@ weight-free MDCT codec and a small cascade, a few minutes on a CPU.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
+
+TRAIN_EXTRA = ("orbax", "tqdm", "soundfile", "matplotlib")  # the `train` extra's, imported here
 
 
 def main(argv: list[str] | None = None, *, devices: list | None = None) -> int:
@@ -19,6 +22,11 @@ def main(argv: list[str] | None = None, *, devices: list | None = None) -> int:
     from jaxaudio.training.cli import parse_config
     from jaxaudio.training.config import ConfigError
 
+    missing = [m for m in TRAIN_EXTRA if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"error: training needs {', '.join(missing)}, which the core install leaves out: "
+              f"pip install 'jaxaudio[train]'", file=sys.stderr)
+        return 2
     notes: list[str] = []
     try:
         cfg = parse_config(argv, notes)

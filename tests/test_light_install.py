@@ -58,3 +58,19 @@ def test_losses_models_and_codecs_run_without_the_trainers_packages():
                           env=env, timeout=300, cwd=PROJECT)
     assert proc.returncode == 0, proc.stderr
     assert "core ok []" in proc.stdout
+
+
+def test_training_without_the_train_extra_says_what_to_install():
+    # tqdm and soundfile as if not installed: find_spec answers None for them.
+    probe = ("import importlib.util, sys\n"
+             "real = importlib.util.find_spec\n"
+             "importlib.util.find_spec = lambda n, *a: None if n in ('tqdm', 'soundfile') "
+             "else real(n, *a)\n"
+             "from jaxaudio.train import main\n"
+             "sys.exit(main(['--builtin']))\n")
+    env = dict(os.environ, PYTHONPATH=str(PROJECT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          env=env, timeout=120, cwd=PROJECT)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip() == ("error: training needs tqdm, soundfile, which the core "
+                                   "install leaves out: pip install 'jaxaudio[train]'")
