@@ -288,6 +288,21 @@ class CombinedLoss(NamedTuple):
     corr_penalty: jax.Array
 
 
+def _combined_inputs(output_audio, input_audio, target_audio, valid, sample_rate):
+    """The three signals as ``[B, N]`` of one dtype, checked, in a :class:`LossInputs`."""
+    out = as_mono_batch(output_audio, "output_audio")
+    inp = as_mono_batch(input_audio, "input_audio")
+    tgt = as_mono_batch(target_audio, "target_audio")
+    if not out.shape == inp.shape == tgt.shape:
+        raise ValueError(
+            f"combined_loss: output {out.shape}, input {inp.shape} and target {tgt.shape} "
+            "must have equal shapes"
+        )
+    dt = jnp.promote_types(jnp.promote_types(out.dtype, inp.dtype), tgt.dtype)
+    return LossInputs(out.astype(dt), inp.astype(dt), tgt.astype(dt),
+                      valid=row_weights(valid, out.shape[0]), sample_rate=sample_rate), dt
+
+
 def combined_loss(
     output_audio: jax.Array, input_audio: jax.Array, target_audio: jax.Array,
     weight_input, weight_target, weight_spectral, weight_mel, weight_correlation=0.0,
@@ -332,17 +347,7 @@ def combined_loss(
         >>> round(float(out.total), 3), round(float(out.rms_target), 3)
         (1.928, 0.354)
     """
-    out = as_mono_batch(output_audio, "output_audio")
-    inp = as_mono_batch(input_audio, "input_audio")
-    tgt = as_mono_batch(target_audio, "target_audio")
-    if not out.shape == inp.shape == tgt.shape:
-        raise ValueError(
-            f"combined_loss: output {out.shape}, input {inp.shape} and target {tgt.shape} "
-            "must have equal shapes"
-        )
-    dt = jnp.promote_types(jnp.promote_types(out.dtype, inp.dtype), tgt.dtype)
-    inputs = LossInputs(out.astype(dt), inp.astype(dt), tgt.astype(dt),
-                        valid=row_weights(valid, out.shape[0]), sample_rate=sample_rate)
+    inputs, dt = _combined_inputs(output_audio, input_audio, target_audio, valid, sample_rate)
     weights = dict(zip(AUDIO_TERMS, (weight_input, weight_target, weight_spectral, weight_mel,
                                      weight_correlation)))
     fields = evaluate_terms(inputs, AUDIO_TERMS, weights, dt)

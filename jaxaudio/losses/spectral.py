@@ -195,6 +195,24 @@ def _swap(x: jax.Array) -> jax.Array:
     return jnp.swapaxes(x, -1, -2)
 
 
+def _prepare(prediction, target, valid, reduction, n_res, perceptual_weighting, sample_rate):
+    """The checked pair, padded rows zeroed (not even a NaN of theirs passes), A-weighted when
+    asked, and the mask of the rows that count."""
+    fname = "multi_resolution_stft_loss"
+    check_reduction(reduction, fname)
+    if reduction == "none" and n_res > 1:
+        raise ValueError(f"{fname}: reduction='none' needs one resolution (their shapes "
+                         f"differ), got {n_res}")
+    p, t = check_pair(prediction, target, fname)
+    keep = keep_rows(valid, p.shape[0], fname)
+    p, t = zero_rows(p, keep), zero_rows(t, keep)
+    if perceptual_weighting:
+        if sample_rate is None:
+            raise ValueError(f"{fname}: perceptual_weighting=True needs sample_rate")
+        p, t = (perceptual_weighting_filter(s, sample_rate) for s in (p, t))
+    return p, t, keep
+
+
 def multi_resolution_stft_loss(
     prediction, target, *, fft_sizes=AURALOSS_FFT_SIZES, hop_sizes=AURALOSS_HOP_SIZES,
     win_lengths=AURALOSS_WIN_LENGTHS, window: str = "hann", w_sc: float = 1.0,
@@ -240,19 +258,9 @@ def multi_resolution_stft_loss(
         ...                                   win_lengths=512, reduction="none").shape  # [B, F, T]
         (2, 257, 38)
     """
-    fname = "multi_resolution_stft_loss"
-    check_reduction(reduction, fname)
     res = _resolutions(fft_sizes, hop_sizes, win_lengths)
-    if reduction == "none" and len(res) > 1:
-        raise ValueError(f"{fname}: reduction='none' needs one resolution (their shapes "
-                         f"differ), got {len(res)}")
-    p, t = check_pair(prediction, target, fname)
-    keep = keep_rows(valid, p.shape[0], fname)
-    p, t = zero_rows(p, keep), zero_rows(t, keep)  # nothing of a padded row, not even a NaN
-    if perceptual_weighting:
-        if sample_rate is None:
-            raise ValueError(f"{fname}: perceptual_weighting=True needs sample_rate")
-        p, t = (perceptual_weighting_filter(s, sample_rate) for s in (p, t))
+    p, t, keep = _prepare(prediction, target, valid, reduction, len(res), perceptual_weighting,
+                          sample_rate)
     opts = dict(window=window, w_sc=w_sc, w_log_mag=w_log_mag, w_lin_mag=w_lin_mag,
                 w_phs=w_phs, sample_rate=sample_rate, scale=scale, n_bins=n_bins, eps=eps,
                 scale_invariance=scale_invariance, reduction=reduction, mag_distance=mag_distance)
