@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
-import logging
 import os
 import socket
 import sys
@@ -26,7 +25,6 @@ from typing import Any, Iterator
 
 from jaxaudio.training.config import ConfigError
 
-log = logging.getLogger(__name__)
 
 LOCK_NAME = ".run.lock"
 
@@ -88,8 +86,6 @@ class RunLock:
                                    f"running, delete {self.path})")
         if holder.get("pid") not in (None, os.getpid()):
             self.took_over = holder
-            log.warning("taking over %s, left by a run that is no longer running (%s)",
-                        self.path, _holder_text(holder))
             print(f"note: taking over the lock on {self.folder}, left by a run that is no "
                   f"longer running ({_holder_text(holder)})", file=sys.stderr, flush=True)
         me = {"pid": os.getpid(), "host": host, "started": time.time(),
