@@ -25,7 +25,6 @@ from typing import Any, Iterator
 
 from jaxaudio.training.config import ConfigError
 
-
 LOCK_NAME = ".run.lock"
 
 
