@@ -61,8 +61,8 @@ def enable_compilation_cache(run_dir: str | os.PathLike | None) -> Path | None:
     """Turn on JAX's persistent compilation cache; returns its folder, or None when off.
 
     The folder is ``$JAXAUDIO_COMPILATION_CACHE`` when that names one, else JAX's own
-    ``$JAX_COMPILATION_CACHE_DIR`` (a cache the user shares between runs; the tests share one
-    per session), else ``<run_dir>/jax_cache``; None when the variable says off or there is
+    ``$JAX_COMPILATION_CACHE_DIR`` (a cache the user shares between runs; the test suite shares
+    one across its processes), else ``<run_dir>/jax_cache``; None when the variable says off or there is
     no folder. Programs that compile in under a second are not stored (JAX's default
     threshold, unless ``JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` says otherwise).
     """

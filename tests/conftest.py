@@ -14,7 +14,7 @@ os.environ.setdefault(
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
 
-# One persistent XLA cache for the whole session (subprocesses inherit it): the training
+# One persistent XLA cache for the whole test run (subprocesses inherit it): the training
 # tests compile the same step several times.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
     import atexit
