@@ -7,7 +7,9 @@ sends SIGTERM, so each saves ``interrupted_checkpoint/`` and exits. Run the same
 (same ``--root``) and the unfinished variants resume (``--resume``), the finished ones are
 skipped. ``eval`` measures each finished variant's best model with ``python -m
 jaxaudio.evaluate`` on ``--num_pairs`` unseen synthetic pairs and on ``--recorded`` pairs,
-generates blends of two pairs, and packs curves, metrics and audio into ``OUT/long_run.tar``.
+generates blends of two pairs, writes ``evaluate --report`` pages of the first
+``--report_pairs`` recorded pairs, and packs curves, metrics, audio and reports into
+``OUT/long_run.tar``. A variant's flags override the recipe's (``--creative_agent=compositional``).
 
     python experiments/long_run.py train --root runs/long --deadline 560 \
         "new:200:--gan_weight=0.1" "orig:40:--gan_weight=0.1:--gan_variant=original:..."
@@ -23,7 +25,7 @@ import tarfile
 import time
 from pathlib import Path
 
-RECIPE = ["--builtin", "--clip_seconds", "4", "--num_layers", "4", "--use_creative_agent", "true",
+RECIPE = ["--builtin", "--clip_seconds", "4", "--num_layers", "4", "--creative_agent", "masking",
           "--batch_size", "32", "--no_mlflow", "--log_samples", "0", "--save_every", "1000"]
 
 
@@ -91,6 +93,9 @@ def evaluate(args):
         for label, extra in (("synthetic", ["--num_pairs", str(args.num_pairs)]),
                              ("recorded", ["--val_folder", args.recorded, "--song_mode", "sum"])):
             js = staging / f"{name}_{label}.json"
+            if label == "recorded" and args.report_pairs:
+                extra += ["--report", str(staging / f"{name}_report"),
+                          "--report_pairs", str(args.report_pairs)]
             jobs.append((name, label, subprocess.Popen(
                 [sys.executable, "-m", "jaxaudio.evaluate", "--checkpoint", str(ck),
                  "--output_json", str(js), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -109,7 +114,7 @@ def evaluate(args):
     out.mkdir(parents=True, exist_ok=True)
     with tarfile.open(out / "long_run.tar", "w") as tar:
         for f in sorted(staging.iterdir()):
-            if f.suffix in (".json", ".jsonl", ".wav"):
+            if f.suffix in (".json", ".jsonl", ".wav") or f.name.endswith("_report"):
                 tar.add(f, arcname=f.name)
     print(json.dumps({f.name: f.stat().st_size for f in staging.iterdir()}), flush=True)
 
@@ -122,6 +127,7 @@ if __name__ == "__main__":
     ap.add_argument("--out", default=os.environ.get("OUT", "runs/long/out"))
     ap.add_argument("--recorded", default=".device/recorded50/val")
     ap.add_argument("--num_pairs", type=int, default=50)
+    ap.add_argument("--report_pairs", type=int, default=0, help="report pages of N recorded pairs")
     ap.add_argument("variants", nargs="+")
     a = ap.parse_args()
     train(a) if a.phase == "train" else evaluate(a)

@@ -187,7 +187,7 @@ def test_stats_match_the_masks(eval_outputs, inputs):
         "complementarity": 1.0 - overlap, "complementarity_raw": overlap,
         "coverage": coverage, "temporal_diversity": diversity,
         "input_mask_temporal_var": v_in, "target_mask_temporal_var": v_tgt,
-        "balance": (im.mean() - 0.5) ** 2 + (tm.mean() - 0.5) ** 2,
+        "balance": (im.mean() - 0.5) ** 2 + (tm.mean() - 0.5) ** 2, "balance_goal": 0.5,
     }
     expected["input_mask_temporal_std"], onset_corr = _music_stats(im, inputs[0])
     assert set(out.stats) == set(expected) | {"mask_onset_corr"}

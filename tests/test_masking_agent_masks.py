@@ -100,3 +100,61 @@ def test_energy_gate_masks_follow_the_louder_part():
     assert float(out.stats["mask_onset_corr"]) > 0.2  # noise makes onsets everywhere; hits dominate
     chex.assert_tree_all_finite(jax.grad(lambda a, b: jnp.sum(
         agent.process(a, b).encoded_input))(jnp.asarray(x), jnp.zeros_like(jnp.asarray(y))))
+
+
+def _drums_over_chords():
+    """``[2, 16, 64]`` latents: the target (chords) loud in channels 0-7 and quiet above; the
+    input (drums) hits every 16 frames for 3 frames in every channel, below the target's
+    level in channels 0-7, and between its hits keeps a hi-hat in channels 8-15 only."""
+    t = np.arange(64)
+    hits = t % 16 < 3
+    rng = np.random.default_rng(1)
+    low = np.arange(16) < 8
+    amp_in = np.where(hits[None, :], 0.8, np.where(low[:, None], 0.05, 0.3))
+    amp_tgt = np.where(low, 1.0, 0.1)[:, None] * np.ones(64)
+    x = rng.choice([-1.0, 1.0], (2, 16, 64)) * amp_in
+    y = rng.choice([-1.0, 1.0], (2, 16, 64)) * amp_tgt
+    return jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), hits, low
+
+
+def test_onset_gate_passes_the_drums_at_their_hits_in_every_band():
+    """gate="onset": at a hit the input takes the low channels, where it is quieter than the
+    target (the energy gate leaves them to the target: a crossover); between hits the target
+    takes them back. The balance aims at the features' own share."""
+    x, y, hits, low = _drums_over_chords()
+    masks = {}
+    for gate in ("energy", "onset"):
+        agent = CreativeAgent(16, use_discriminator=False, gate=gate, rngs=nnx.Rngs(params=0))
+        masks[gate] = agent.mask_generator(x, y)
+    onset = masks["onset"]
+    im = np.asarray(onset.input_mask)
+    np.testing.assert_allclose(im + np.asarray(onset.target_mask), 1.0, atol=1e-6)
+    at_hits_low = im[:, low][..., hits].mean()
+    between_low = im[:, low][..., ~hits].mean()
+    assert at_hits_low > 0.8 and between_low < 0.1, (at_hits_low, between_low)
+    energy_at_hits_low = np.asarray(masks["energy"].input_mask)[:, low][..., hits].mean()
+    assert energy_at_hits_low < 0.5, energy_at_hits_low
+    assert float(onset.stats["complementarity"]) >= 0.9
+    assert float(onset.stats["mask_onset_corr"]) > 0.5
+    # The balance goal: the mean of the prior mask, from the gains and features recomputed.
+    agent = CreativeAgent(16, use_discriminator=False, gate="onset", rngs=nnx.Rngs(params=0))
+    ex, ey = np.asarray(x, np.float64) ** 2, np.asarray(y, np.float64) ** 2
+
+    def local(e):
+        p = np.pad(e, ((0, 0), (0, 0), (1, 1)), mode="edge")
+        return np.log((p[..., :-2] + p[..., 1:-1] + p[..., 2:]) / 3 + 1e-6)
+
+    level = np.log(ex.mean(axis=1, keepdims=True) + 1e-6)
+    prior = (float(agent.mask_generator.energy_gain[...]) * np.clip(local(ex) - local(ey), -10, 10)
+             + float(agent.mask_generator.onset_gain[...])
+             * np.clip(level - np.median(level, axis=-1, keepdims=True), -10, 10))
+    goal = np.mean(1.0 / (1.0 + np.exp(-prior)))
+    np.testing.assert_allclose(float(onset.stats["balance_goal"]), goal, rtol=1e-5)
+    balance = (im.mean() - goal) ** 2 + ((1 - im).mean() - (1 - goal)) ** 2
+    np.testing.assert_allclose(float(onset.balance_loss), balance, rtol=1e-4, atol=1e-9)
+    # Gradients reach the gains, and stay finite on a silent target.
+    weight = jnp.asarray(np.random.default_rng(2).standard_normal(x.shape), jnp.float32)
+    grads = nnx.grad(lambda a: jnp.sum(weight * a.process(x, y).encoded_input))(agent)
+    assert float(jnp.abs(grads.mask_generator.onset_gain[...])) > 0
+    grads = nnx.grad(lambda a: jnp.sum(a.process(x, jnp.zeros_like(y)).encoded_input))(agent)
+    chex.assert_tree_all_finite(nnx.state(grads))

@@ -188,9 +188,10 @@ class TrainConfig:
     cascade_update: str = opt("gain", "how each stage changes its residual: gain (a bounded "
                                       "gain per latent cell; no frame-rate buzz) or additive "
                                       "(the original's)", choices=("gain", "additive"))
-    mask_gate: str = opt("energy", "masking agent: energy (masks follow the two parts' "
-                                   "time-frequency energy) or learned (the original's)",
-                         choices=("energy", "learned"))
+    mask_gate: str = opt("onset", "masking agent: onset (the louder part takes each cell, the "
+                                  "input at its hits and the target between them), energy "
+                                  "(the louder part alone) or learned (the original's)",
+                         choices=("onset", "energy", "learned"))
     gan_variant: str = opt("stable", "stable: time-centred discriminator, hinge loss, R1 "
                                      "penalty, adaptive weight (no frame-rate buzz); original: "
                                      "the original's BCE latent GAN", choices=GAN_VARIANTS)

@@ -47,7 +47,7 @@ def _check_core(cfg) -> None:
          cfg.gan_variant)
     need(cfg.lr_schedule in LR_SCHEDULES, "lr_schedule", f"one of {', '.join(LR_SCHEDULES)}",
          cfg.lr_schedule)
-    need(cfg.mask_gate in ("energy", "learned"), "mask_gate", "energy or learned",
+    need(cfg.mask_gate in ("onset", "energy", "learned"), "mask_gate", "onset, energy or learned",
          cfg.mask_gate)
     need(cfg.cascade_update in ("gain", "additive"), "cascade_update", "gain or additive",
          cfg.cascade_update)

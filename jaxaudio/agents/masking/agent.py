@@ -73,8 +73,9 @@ class CreativeAgent(nnx.Module):
         use_discriminator: build the ``StyleDiscriminator`` (else ``discriminator`` is None).
         attention_dropout: rate on the mask generator's attention probabilities in training
             (the original hard-codes 0.1); ``mask_generator.cross_attention.dropout`` holds it.
-        gate: ``"learned"`` (the original's masks) or ``"energy"`` (masks that follow the two
-            parts' time-frequency energy; see :mod:`jaxaudio.agents.masking.generator`).
+        gate: ``"learned"`` (the original's masks), ``"energy"`` (masks that follow the two
+            parts' time-frequency energy) or ``"onset"`` (that, and the input's hits); see
+            :mod:`jaxaudio.agents.masking.generator`.
     """
 
     def __init__(self, encoding_dim: int = 128, use_discriminator: bool = True, *,
