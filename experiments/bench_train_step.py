@@ -221,6 +221,7 @@ def main() -> None:
         else:
             step_fn = steps.train_step
         lowered = step_fn.lower(state, batch, codec_state, alpha, index)
+    trace_s = time.perf_counter() - t_compile
     compiled = lowered.compile()
     compile_s = time.perf_counter() - t_compile
     # the loss decode's scan: bf16 products under --codec_precision bf16, except in the raw
@@ -241,7 +242,8 @@ def main() -> None:
         "lstm_products": lstm_products,
         "lstm_unroll": scan_unroll(lstm_products),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "compile_s": round(compile_s, 2), "compilation_cache": a.compilation_cache_dir,
+        "compile_s": round(compile_s, 2), "trace_s": round(trace_s, 2),
+        "hlo_ops": lowered.as_text().count(" = "), "compilation_cache": a.compilation_cache_dir,
         "cache_entries_before": cache_entries, "jax": jax.__version__,
     }
     if a.compile_only:

@@ -11,7 +11,8 @@
 #                      bench_losses.py, bench_codec.py (with torch references when the
 #                      encodec package imports), bench_kernels.py
 # ONCE=1 runs each step case once (compiled cold, its peak then includes the autotuner's).
-# CASES picks step cases (default "raw cached_fp32 cached_bf16").
+# CASES picks step cases (default "raw cached_fp32 cached_bf16"; also "raw_jaxaudio", the raw
+# step with jaxaudio's training defaults instead of the original's GAN, masks and update).
 # STAGES picks what runs (default "step losses codec kernels"; also "original", "compositional":
 # the compositional agent's step in both systems, and "musical": the musical recipe's memory).
 #   OUT=/tmp/gpu bash experiments/gpu.sh
@@ -38,7 +39,8 @@ step() {  # a case compiled into a fresh cache, then loaded from it: $1 = cache 
 }
 if has step; then
   for case in "raw --semantics raw" "cached_fp32 --semantics cached" \
-              "cached_bf16 --semantics cached --precision bf16"; do
+              "cached_bf16 --semantics cached --precision bf16" \
+              "raw_jaxaudio --semantics raw --variant jaxaudio"; do
     [[ " ${CASES:-raw cached_fp32 cached_bf16} " == *" ${case%% *} "* ]] || continue
     say "train step: $case"; step $case
   done
