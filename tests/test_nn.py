@@ -87,54 +87,6 @@ def test_encoder_from_one_layer_or_from_a_list():
         TransformerEncoderLayer(8, 2, activation="swish", rngs=rngs)
 
 
-def _looped(encoder, x, **kw):
-    for layer in encoder.layers:
-        x = layer(x, **kw)
-    return x
-
-
-def test_encoder_scans_its_layers_as_the_loop_computes_them():
-    """Layers of one structure run as one scan: the same output and per-layer gradients as
-    the loop over layers, a program that does not grow with the layers, and in training a
-    different dropout mask in every layer."""
-    rngs = nnx.Rngs(0)
-    encoder = TransformerEncoder([TransformerEncoderLayer(16, 2, 32, dropout=0.1,
-                                                          batch_first=True, rngs=rngs)
-                                  for _ in range(3)])
-    x = _normal(1, (2, 12, 16))
-    with jax.default_matmul_precision("highest"):
-        np.testing.assert_allclose(encoder(x), _looped(encoder, x), rtol=1e-5, atol=1e-6)
-        # A random weighting: a post-norm output's plain sum of squares is constant per row.
-        w = _normal(2, x.shape)
-        grads = nnx.grad(lambda e: jnp.sum(w * e(x)))(encoder)
-        looped = nnx.grad(lambda e: jnp.sum(w * _looped(e, x)))(encoder)
-    chex.assert_trees_all_close(nnx.state(grads), nnx.state(looped), rtol=1e-4, atol=1e-6)
-
-    def size(n):
-        enc = TransformerEncoder(TransformerEncoderLayer(16, 2, 32, batch_first=True,
-                                                         rngs=nnx.Rngs(0)), n)
-        return jax.jit(jax.grad(lambda v: jnp.sum(enc(v)))).lower(x).as_text().count(" = ")
-
-    assert size(6) < 1.3 * size(2), (size(2), size(6))
-    # Training: layer i draws its dropout from key i of one draw of the stream, split.
-    same = TransformerEncoder(TransformerEncoderLayer(16, 2, 32, dropout=0.5, batch_first=True,
-                                                      rngs=nnx.Rngs(0)), 2)
-    key = jax.random.key(3)
-    out = same(x, train=True, rngs=nnx.Rngs(dropout=key))
-    layer_keys = jax.random.split(jax.random.fold_in(key, 0), 2)
-    first = same.layers[0](x, train=True, rngs=nnx.Rngs(dropout=layer_keys[0]))
-    np.testing.assert_allclose(out, same.layers[1](first, train=True,
-                                                   rngs=nnx.Rngs(dropout=layer_keys[1])),
-                               rtol=1e-5, atol=1e-6)
-    # Layers of different structure (here another activation) run in the loop, each its own.
-    with jax.default_matmul_precision("highest"):
-        all_relu = encoder(x)
-        encoder.layers[1].activation = "gelu"
-        mixed = encoder(x)
-        np.testing.assert_allclose(mixed, _looped(encoder, x), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(mixed, all_relu, rtol=1e-3)
-
-
 def test_uses_dropout_sees_layers_and_attention_rates():
     layer = TransformerEncoderLayer(8, 2, 16, dropout=0.0, rngs=nnx.Rngs(0))
     assert not uses_dropout(layer)

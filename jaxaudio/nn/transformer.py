@@ -10,12 +10,7 @@
   sites (the attention-probability dropout inside ``self_attn``, then ``dropout1``,
   ``dropout``, ``dropout2``, drawn in that order).
 - :class:`TransformerEncoder` holds the layers under ``layers.<i>`` and has no final norm (as
-  the original uses it). Layers of one structure run as one ``jax.lax.scan`` over their
-  stacked variables: the layer is traced and compiled once, not once per layer (the headline
-  train step's program: 42,073 operations with the layers unrolled, 33,590 scanned). The stack is
-  built inside the call, so the variables stay per layer (the torch names, checkpoints and
-  optimizer state do not change); in training each layer draws its dropout keys from its own
-  key, split from one draw of the ``dropout`` stream.
+  the original uses it).
 - :class:`PositionalEncoding` adds the original's sinusoidal table (``max_len`` 2000), then
   dropout. torch stores the table as the buffer ``pe [1, max_len, E]``; here it is a constant,
   offered to the converter through ``torch_constants()`` (checked there, not stored).
@@ -124,23 +119,8 @@ class TransformerEncoder(nnx.Module):
 
     def __call__(self, x: jax.Array, *, train: bool = False,
                  rngs: nnx.Rngs | None = None) -> jax.Array:
-        parts = [nnx.split(layer) for layer in self.layers]
-        graphdef = parts[0][0]
-        if len(parts) == 1 or any(g != graphdef for g, _ in parts[1:]):
-            for layer in self.layers:
-                x = layer(x, train=train, rngs=rngs)
-            return x
-        stacked = jax.tree.map(lambda *a: jnp.stack(a), *(state for _, state in parts))
-        dropout = train and rngs is not None
-        keys = jax.random.split(rngs.dropout(), len(parts)) if dropout else None
-
-        def body(h, layer_inputs):
-            state, key = layer_inputs
-            layer = nnx.merge(graphdef, state)
-            layer_rngs = nnx.Rngs(dropout=key) if dropout else rngs
-            return layer(h, train=train, rngs=layer_rngs), None
-
-        x, _ = jax.lax.scan(body, x, (stacked, keys))
+        for layer in self.layers:
+            x = layer(x, train=train, rngs=rngs)
         return x
 
 
