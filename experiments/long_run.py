@@ -47,7 +47,12 @@ def train(args):
     if not (ds / "train").exists():
         subprocess.run([sys.executable, "-m", "jaxaudio.data.synth", "--output_dir", str(ds),
                         "--num_pairs", "1200", "--duration", "4", "--seed", "0"], check=True)
+    # Side by side on one GPU: each process's allocator is capped at its share, leaving room
+    # for the others' compilation (three uncapped processes once ran one out of memory while
+    # it loaded its program).
+    share = f"{0.9 / max(1, len(args.variants)):.2f}"
     env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false", PYTHONUNBUFFERED="1")
+    env.setdefault("XLA_PYTHON_CLIENT_MEM_FRACTION", share)
     procs = {}
     for spec in args.variants:
         name, epochs, flags = parse(spec)
