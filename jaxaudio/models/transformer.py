@@ -111,10 +111,10 @@ class SimpleTransformer(nnx.Module):
     Constructor arguments are the original's. ``component_dim``, ``composer_heads``,
     ``composer_layers`` and ``novelty_weight`` configure the compositional agent (the original
     hard-codes 64, 8, 4 and 0.1); ``mask_gate`` the masking agent (``"learned"``, the
-    original's, ``"energy"`` or ``"onset"``); ``cascade_update`` how a stage's transformer changes its
-    residual (``"additive"``, the original's, or ``"gain"``; see :meth:`_update`). As in the
-    original, the agents exist only in the cascade and the compositional agent wins when both
-    flags are set. ``agent`` names any agent of
+    original's, ``"energy"`` or ``"onset"``); ``cascade_update`` how a stage's transformer
+    changes its residual (``"additive"``, the original's, or ``"gain"``; see
+    :meth:`_update`). As in the original, the agents exist only in the cascade and the
+    compositional agent wins when both flags are set. ``agent`` names any agent of
     :mod:`jaxaudio.agents.registry` instead of the two flags.
     """
 
