@@ -132,12 +132,17 @@ def energy_contrast(encoded_input: jax.Array, encoded_target: jax.Array) -> jax.
     return jax.lax.stop_gradient(jnp.clip(c, -10.0, 10.0)).astype(encoded_input.dtype)
 
 
+def broadband_level(x: jax.Array) -> jax.Array:
+    """``L = log mean_D x**2`` per frame, ``[B, 1, T]`` in float32."""
+    return jnp.log(jnp.mean(jnp.square(x.astype(jnp.float32)), axis=1, keepdims=True)
+                   + ENERGY_EPS)
+
+
 def broadband_onset(encoded_input: jax.Array) -> jax.Array:
     """The input's broadband level per frame above its median over the clip, ``[B, 1, T]``:
-    ``L(t) - median_t L`` with ``L = log mean_D x**2``, clipped to +-10, without gradient.
+    ``L(t) - median_t L`` (:func:`broadband_level`), clipped to +-10, without gradient.
     Positive at the input's hits, negative between them."""
-    x = encoded_input.astype(jnp.float32)
-    level = jnp.log(jnp.mean(jnp.square(x), axis=1, keepdims=True) + ENERGY_EPS)
+    level = broadband_level(encoded_input)
     onset = level - jnp.median(level, axis=-1, keepdims=True)
     return jax.lax.stop_gradient(jnp.clip(onset, -10.0, 10.0)).astype(encoded_input.dtype)
 
@@ -157,8 +162,7 @@ def mask_music_statistics(input_mask: jax.Array, encoded_input: jax.Array
     m = input_mask.astype(jnp.float32)
     std = jnp.mean(jnp.std(m, axis=2))
     change = jax.nn.relu(jnp.diff(jnp.mean(m, axis=1), axis=-1))
-    level = jnp.log(jnp.mean(jnp.square(encoded_input.astype(jnp.float32)), axis=1) + ENERGY_EPS)
-    onset = jax.nn.relu(jnp.diff(level, axis=-1))
+    onset = jax.nn.relu(jnp.diff(broadband_level(encoded_input)[:, 0], axis=-1))
     a = change - jnp.mean(change)
     b = onset - jnp.mean(onset)
     den = jnp.sqrt(jnp.sum(a * a) * jnp.sum(b * b))
