@@ -140,14 +140,15 @@ def test_onset_gate_passes_the_drums_at_their_hits_in_every_band():
     agent = CreativeAgent(16, use_discriminator=False, gate="onset", rngs=nnx.Rngs(params=0))
     ex, ey = np.asarray(x, np.float64) ** 2, np.asarray(y, np.float64) ** 2
 
-    def local(e):
-        p = np.pad(e, ((0, 0), (0, 0), (1, 1)), mode="edge")
-        return np.log((p[..., :-2] + p[..., 1:-1] + p[..., 2:]) / 3 + 1e-6)
+    def above_median(level):
+        return np.clip(level - np.median(level, axis=-1, keepdims=True), -10, 10)
 
+    cell = np.log(ex + 1e-6)
     level = np.log(ex.mean(axis=1, keepdims=True) + 1e-6)
-    prior = (float(agent.mask_generator.energy_gain[...]) * np.clip(local(ex) - local(ey), -10, 10)
+    prior = (float(agent.mask_generator.energy_gain[...])
+             * np.clip(cell - np.log(ey + 1e-6), -10, 10)
              + float(agent.mask_generator.onset_gain[...])
-             * np.clip(level - np.median(level, axis=-1, keepdims=True), -10, 10))
+             * (above_median(cell) + above_median(level)))
     goal = np.mean(1.0 / (1.0 + np.exp(-prior)))
     np.testing.assert_allclose(float(onset.stats["balance_goal"]), goal, rtol=1e-5)
     balance = (im.mean() - goal) ** 2 + ((1 - im).mean() - (1 - goal)) ** 2

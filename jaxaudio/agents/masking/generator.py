@@ -22,13 +22,17 @@ except with ``"learned"``, the original's):
   mostly to the part that is loud there (an ideal-binary-mask split of the mixture). With the
   50/50 balance the learned logits then pull the input out of the bands where it is weaker,
   and the blend becomes a crossover (drums above about 3.5 kHz, the target below).
-- ``"onset"`` (jaxaudio's default in training): the energy contrast plus ``onset_gain *
-  (L_in(t) - median_t L_in)``, the input's broadband level per frame (``L = log mean_D x**2``)
-  above its median over the clip. At a drum hit the input's threshold drops in every band,
-  so it passes wherever it is present; between hits the threshold rises and the target takes
-  the cells. The balance loss aims at the share these features give the input (the prior
-  mask's mean, :func:`prior_share`) instead of 0.5, so the learned logits need not fight
-  the music's own split.
+- ``"onset"`` (jaxaudio's default in training): the energy contrast of each frame on its own
+  (``energy_gain * (log x_in**2 - log x_target**2)`` per cell, no moving average: a
+  3-frame average lets the input take the cells a frame before its hit and leave them a frame
+  late), plus ``onset_gain`` times the input's level above its median over the clip, per cell
+  (``log x_in**2``) and broadband (``L = log mean_D x_in**2``), :func:`input_onset`. At a
+  drum hit the input's threshold drops in the cells it occupies, so it passes there even where
+  the target is somewhat louder; between hits the threshold rises and the target takes the
+  cells. The per-cell part keeps a hi-hat's hit from taking the chords' low cells. The balance
+  loss aims at the share these features give the input (the prior mask's mean,
+  :func:`prior_share`) instead of 0.5, so the learned logits need not fight the music's own
+  split.
 """
 
 from __future__ import annotations
@@ -49,11 +53,12 @@ TEMPORAL_VARIANCE_FLOOR = 0.05
 GATES = ("learned", "energy", "onset")
 ENERGY_EPS = 1e-6
 GAIN_INIT = 2.0
-# The onset gate's initial gains, chosen on 12 recorded-instrument pairs: the prior mask alone
-# keeps each band's onset correlation at 89-100 % of the song's and follows the input's onsets
-# (mask onset correlation 0.57, complementarity 0.98).
-ONSET_ENERGY_GAIN_INIT = 3.0
-ONSET_GAIN_INIT = 2.0
+# The onset gate's initial gains, chosen with the prior mask alone (``experiments/mask_prior.py``)
+# on 50 synthetic and 50 recorded-instrument evaluation pairs: each band's onset correlation
+# with the input at 91-100 % of the song's, mask onset correlation 0.71-0.73, complementarity
+# 0.97.
+ONSET_ENERGY_GAIN_INIT = 3.5
+ONSET_GAIN_INIT = 1.0
 # The onset gate bounds the learned logits to +-LEARNED_BOUND (a soft clip, tanh).
 LEARNED_BOUND = 2.0
 
@@ -117,18 +122,24 @@ def mask_regularisers(input_mask: jax.Array, target_mask: jax.Array, share: jax.
     return reg_loss, balance, jax.lax.stop_gradient(stats)
 
 
-def local_log_energy(x: jax.Array) -> jax.Array:
-    """``log`` of the 3-frame moving average of ``x**2``, ``[B, D, T]`` (edges repeated)."""
+def local_log_energy(x: jax.Array, frames: int = 3) -> jax.Array:
+    """``log`` of the ``frames``-frame (3 or 1) centred moving average of ``x**2``,
+    ``[B, D, T]`` (edges repeated)."""
     e = jnp.square(x.astype(jnp.float32))
-    padded = jnp.pad(e, ((0, 0), (0, 0), (1, 1)), mode="edge")
-    avg = (padded[..., :-2] + padded[..., 1:-1] + padded[..., 2:]) / 3.0
-    return jnp.log(avg + ENERGY_EPS)
+    if frames == 3:
+        padded = jnp.pad(e, ((0, 0), (0, 0), (1, 1)), mode="edge")
+        e = (padded[..., :-2] + padded[..., 1:-1] + padded[..., 2:]) / 3.0
+    elif frames != 1:
+        raise ValueError(f"local_log_energy: frames must be 1 or 3, got {frames}")
+    return jnp.log(e + ENERGY_EPS)
 
 
-def energy_contrast(encoded_input: jax.Array, encoded_target: jax.Array) -> jax.Array:
-    """``log E_in - log E_target`` per channel and frame ``[B, D, T]``, without gradient (it
-    steers the masks; it is not something to learn through)."""
-    c = local_log_energy(encoded_input) - local_log_energy(encoded_target)
+def energy_contrast(encoded_input: jax.Array, encoded_target: jax.Array, frames: int = 3
+                    ) -> jax.Array:
+    """``log E_in - log E_target`` per channel and frame ``[B, D, T]`` (``E``: the energy
+    averaged over ``frames`` frames, :func:`local_log_energy`), clipped to +-10, without
+    gradient (it steers the masks; it is not something to learn through)."""
+    c = local_log_energy(encoded_input, frames) - local_log_energy(encoded_target, frames)
     return jax.lax.stop_gradient(jnp.clip(c, -10.0, 10.0)).astype(encoded_input.dtype)
 
 
@@ -138,13 +149,18 @@ def broadband_level(x: jax.Array) -> jax.Array:
                    + ENERGY_EPS)
 
 
-def broadband_onset(encoded_input: jax.Array) -> jax.Array:
-    """The input's broadband level per frame above its median over the clip, ``[B, 1, T]``:
-    ``L(t) - median_t L`` (:func:`broadband_level`), clipped to +-10, without gradient.
-    Positive at the input's hits, negative between them."""
-    level = broadband_level(encoded_input)
-    onset = level - jnp.median(level, axis=-1, keepdims=True)
-    return jax.lax.stop_gradient(jnp.clip(onset, -10.0, 10.0)).astype(encoded_input.dtype)
+def _above_median(level: jax.Array) -> jax.Array:
+    return jnp.clip(level - jnp.median(level, axis=-1, keepdims=True), -10.0, 10.0)
+
+
+def input_onset(encoded_input: jax.Array) -> jax.Array:
+    """The input's level above its median over the clip, per cell plus broadband, ``[B, D, T]``:
+    ``(l - median_t l) + (L - median_t L)`` with ``l = log x**2`` per cell and ``L``
+    (:func:`broadband_level`) per frame, each clipped to +-10, without gradient. Positive at
+    the input's hits (most in the cells the hit occupies), negative between them."""
+    cell = _above_median(local_log_energy(encoded_input, 1))
+    onset = cell + _above_median(broadband_level(encoded_input))
+    return jax.lax.stop_gradient(onset).astype(encoded_input.dtype)
 
 
 def prior_share(prior_logits: jax.Array) -> jax.Array:
@@ -286,9 +302,10 @@ class AttentionMaskGenerator(nnx.Module):
         input_logits = run_layers(self.input_mask_generator, input_attended, stop=3)
         share = 0.5
         if self.gate in ("energy", "onset"):
-            prior = self.energy_gain[...] * energy_contrast(encoded_input, encoded_target)
+            frames = 1 if self.gate == "onset" else 3
+            prior = self.energy_gain[...] * energy_contrast(encoded_input, encoded_target, frames)
             if self.gate == "onset":
-                prior = prior + self.onset_gain[...] * broadband_onset(encoded_input)
+                prior = prior + self.onset_gain[...] * input_onset(encoded_input)
                 share = prior_share(prior)
                 # The learned part nudges the features' split, it cannot overturn it.
                 input_logits = LEARNED_BOUND * jnp.tanh(input_logits / LEARNED_BOUND)
