@@ -3,14 +3,14 @@
     python experiments/plot_long_run.py gan --results experiments/results/h200_long_run.json \
         --out experiments/figures/h200_gan_200_epochs.png orig new ctl
     python experiments/plot_long_run.py blend --pair .device/recorded50/val/pair_0000 \
-        --output OUT/ctl_recorded_0000.wav --label "jaxaudio, 200 ep" \
-        --out experiments/figures/h200_ctl_recorded_0000_spectrograms.png
+        --output "onset gate, before=OLD/onset_recorded_0000.wav" "now=OUT/onset_recorded_0000.wav" \
+        --out experiments/figures/h100_blend_recorded_0000_gates.png
 
 ``gan``: one column per variant of ``h200_long_run.json`` (its ``curve``: one row per epoch):
 the discriminator's training accuracy (and, where logged, the same forwards without the
 adaptive instance noise), the issue's 0.55-0.9 band, the GAN losses, the noise level and the
-generator's learning rate. ``blend``: input, target, song (their sum) and the model's output,
-each RMS-normalised to the song, on one dB scale.
+generator's learning rate. ``blend``: input, target, song (their sum) and the model's outputs
+(one row each), each RMS-normalised to the song, on one dB scale.
 """
 import argparse
 import json
@@ -69,14 +69,18 @@ def _read(path):
 def plot_blend(args):
     x, sr = _read(f"{args.pair}_input.wav")
     y, _ = _read(f"{args.pair}_output.wav")
-    out, sr_out = _read(args.output)
-    if sr_out != sr:
-        raise SystemExit(f"{args.output}: {sr_out} Hz, but the pair is at {sr} Hz")
-    n = min(len(x), len(y), len(out))
+    outputs = {}
+    for spec in args.output:
+        label, path = spec.split("=", 1) if "=" in spec else ("output", spec)
+        outputs[label], sr_out = _read(path)
+        if sr_out != sr:
+            raise SystemExit(f"{path}: {sr_out} Hz, but the pair is at {sr} Hz")
+    n = min(len(x), len(y), *(len(o) for o in outputs.values()))
     song = x[:n] + y[:n]
     ref = np.sqrt(np.mean(song ** 2)) + 1e-12
     norm = lambda s: s[:n] * ref / (np.sqrt(np.mean(s[:n] ** 2)) + 1e-12)
-    rows = {"input": norm(x), "target": norm(y), "song": song, args.label: norm(out)}
+    rows = {"input": norm(x), "target": norm(y), "song": song,
+            **{label: norm(o) for label, o in outputs.items()}}
     print("wrote", plot_spectrograms(rows, sr, args.out, title=args.title))
 
 
@@ -90,8 +94,8 @@ if __name__ == "__main__":
     g.add_argument("variants", nargs="+")
     b = sub.add_parser("blend")
     b.add_argument("--pair", required=True, help="path prefix of PAIR_input.wav / _output.wav")
-    b.add_argument("--output", required=True, help="the model's blend (wav)")
-    b.add_argument("--label", default="output")
+    b.add_argument("--output", required=True, nargs="+",
+                   help="the model's blends, [LABEL=]PATH.wav each (one row each)")
     b.add_argument("--out", required=True)
     b.add_argument("--title", default="")
     a = ap.parse_args()
