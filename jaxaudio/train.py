@@ -41,6 +41,9 @@ def main(argv: list[str] | None = None, *, devices: list | None = None) -> int:
     os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
     from jaxaudio.runtime import setup_runtime
+    from jaxaudio.training.signals import unblock_stop_signals
+
+    unblock_stop_signals()
 
     # Before anything starts a backend: the persistent compilation cache (under the run's
     # checkpoint folder) and the GPU's XLA flags.

@@ -270,12 +270,23 @@ def test_corrupt_tracking_database_is_named(tmp_path):
     assert db.read_bytes() == b"this is not a database" * 100  # left as it was
 
 
-def test_ctrl_c_during_the_cache_build_is_one_line_and_the_rerun_works(dataset, tmp_path):
+@pytest.mark.parametrize("parent_blocks_sigint", [False, True])
+def test_ctrl_c_during_the_cache_build_is_one_line_and_the_rerun_works(dataset, tmp_path,
+                                                                       parent_blocks_sigint):
+    """Also when the parent left SIGINT blocked (a child inherits the mask; the training
+    command unblocks it)."""
+    import signal
+
     data = tmp_path / "data"
     shutil.copytree(dataset, data, ignore=shutil.ignore_patterns(".jaxaudio_cache"))
     args = ["--dataset_folder", data, "--checkpoint_dir", tmp_path / "ck", "--epochs", "1",
             "--no_mlflow", *TINY]
-    proc = train(args, tmp_path, JAXAUDIO_FAULT="cache-build:sigint")
+    how = signal.SIG_BLOCK if parent_blocks_sigint else signal.SIG_UNBLOCK
+    previous = signal.pthread_sigmask(how, {signal.SIGINT})
+    try:
+        proc = train(args, tmp_path, JAXAUDIO_FAULT="cache-build:sigint")
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     assert proc.returncode == 130, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert ("Interrupted (Ctrl-C) before the first checkpoint: nothing of the run was saved. "

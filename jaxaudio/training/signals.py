@@ -8,6 +8,16 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def unblock_stop_signals() -> None:
+    """Let SIGINT and SIGTERM through to this thread. A process inherits its parent's blocked
+    signals (a launcher or a test harness may leave some blocked): blocked, Ctrl-C would stop
+    neither the dataset and cache builds nor, later, the training loop."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+
 
 class StopFlag:
     """Set by SIGINT/SIGTERM; the loop finishes the current step, saves, and exits cleanly."""
@@ -18,7 +28,7 @@ class StopFlag:
         self._previous: dict[int, Any] = {}
 
     def install(self) -> "StopFlag":
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in STOP_SIGNALS:
             try:
                 self._previous[sig] = signal.signal(sig, self._handle)
             except ValueError:  # not the main thread
