@@ -3,7 +3,7 @@
     python experiments/plot_long_run.py gan --results experiments/results/h200_long_run.json \
         --out experiments/figures/h200_gan_200_epochs.png orig new ctl
     python experiments/plot_long_run.py blend --pair .device/recorded50/val/pair_0000 \
-        --output "onset gate, before=OLD/onset_recorded_0000.wav" "now=OUT/onset_recorded_0000.wav" \
+        --output "before=OLD/onset_recorded_0000.wav" "now=OUT/onset_recorded_0000.wav" \
         --out experiments/figures/h100_blend_recorded_0000_gates.png
 
 ``gan``: one column per variant of ``h200_long_run.json`` (its ``curve``: one row per epoch):

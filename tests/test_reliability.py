@@ -270,23 +270,12 @@ def test_corrupt_tracking_database_is_named(tmp_path):
     assert db.read_bytes() == b"this is not a database" * 100  # left as it was
 
 
-@pytest.mark.parametrize("parent_blocks_sigint", [False, True])
-def test_ctrl_c_during_the_cache_build_is_one_line_and_the_rerun_works(dataset, tmp_path,
-                                                                       parent_blocks_sigint):
-    """Also when the parent left SIGINT blocked (a child inherits the mask; the training
-    command unblocks it)."""
-    import signal
-
+def test_ctrl_c_during_the_cache_build_is_one_line_and_the_rerun_works(dataset, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(dataset, data, ignore=shutil.ignore_patterns(".jaxaudio_cache"))
     args = ["--dataset_folder", data, "--checkpoint_dir", tmp_path / "ck", "--epochs", "1",
             "--no_mlflow", *TINY]
-    how = signal.SIG_BLOCK if parent_blocks_sigint else signal.SIG_UNBLOCK
-    previous = signal.pthread_sigmask(how, {signal.SIGINT})
-    try:
-        proc = train(args, tmp_path, JAXAUDIO_FAULT="cache-build:sigint")
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    proc = train(args, tmp_path, JAXAUDIO_FAULT="cache-build:sigint")
     assert proc.returncode == 130, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert ("Interrupted (Ctrl-C) before the first checkpoint: nothing of the run was saved. "
@@ -294,6 +283,25 @@ def test_ctrl_c_during_the_cache_build_is_one_line_and_the_rerun_works(dataset, 
             "same command again") in proc.stderr
     again = train(args, tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_training_unblocks_the_stop_signals_a_parent_left_blocked():
+    """A child inherits its parent's blocked signals; blocked, Ctrl-C and SIGTERM would never
+    reach the run. ``unblock_stop_signals`` (called first by ``python -m jaxaudio.train``)
+    lets them through."""
+    import signal
+
+    code = ("import signal\n{}\nblocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])\n"
+            "print(signal.SIGINT in blocked, signal.SIGTERM in blocked)")
+    call = "from jaxaudio.training.signals import unblock_stop_signals; unblock_stop_signals()"
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        outs = [subprocess.run([sys.executable, "-c", code.format(c)], env=env(), text=True,
+                               capture_output=True, check=True).stdout.split()
+                for c in ("pass", call)]
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    assert outs == [["True", "True"], ["False", "False"]], outs
 
 
 def test_ctrl_c_in_the_training_loop_saves_says_how_to_continue_and_exits_130(dataset,

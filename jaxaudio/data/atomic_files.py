@@ -19,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -53,10 +54,16 @@ def fault_point(name: str) -> None:
     if kind == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"(fault point {name})")
     if kind == "sigint":
-        # Sent to this thread (raise(3)). os.kill sends it to the process, where any thread
-        # may take it: once in CI the run went on as if no signal had come.
+        # To this thread (raise(3)), as Ctrl-C reaches the main thread. In some full test
+        # runs the signal did not arrive (the run trained on; cause not found): then say so
+        # and raise what Python's handler would have.
         signal.raise_signal(signal.SIGINT)
-        return
+        status = [line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+                  if line.startswith(("SigBlk", "SigIgn"))] if Path("/proc/self").exists() else []
+        print(f"fault point {name}: SIGINT was raised but not delivered (handler "
+              f"{signal.getsignal(signal.SIGINT)!r}, blocked/ignored {status}); raising "
+              f"KeyboardInterrupt", file=sys.stderr, flush=True)
+        raise KeyboardInterrupt
     os.kill(os.getpid(), signal.SIGKILL)
 
 
