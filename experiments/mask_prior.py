@@ -19,7 +19,7 @@ import numpy as np
 
 from jaxaudio.agents.masking.generator import (ONSET_ENERGY_GAIN_INIT, ONSET_GAIN_INIT,
                                                energy_contrast, input_onset,
-                                               mask_music_statistics)
+                                               mask_music_statistics, mask_regularisers)
 from jaxaudio.codecs.mdct import MDCTCodec
 from jaxaudio.evaluate import DEFAULT_SEED, folder_pairs, synthetic_pairs
 from jaxaudio.evaluation.bands import BANDS, band_metrics, band_name
@@ -60,9 +60,9 @@ def main():
         med = {k: float(np.median([r[k] for r in recs])) for k in recs[0]}
         pct = " / ".join(f"{100 * med[f'onset_corr_{b}'] / med[f'song_onset_corr_{b}']:.0f}"
                          for b in names)
-        stats = mask_music_statistics(m, ex)
-        print(f"gains {eg:g},{og:g}: bands {pct}; share {float(m.mean()):.2f}, "
-              f"complementarity {1 - float(jnp.mean(m * (1 - m))):.2f}, "
+        stats = {**mask_regularisers(m, 1 - m)[2], **mask_music_statistics(m, ex)}
+        print(f"gains {eg:g},{og:g}: bands {pct}; share {float(stats['input_mask_mean']):.2f}, "
+              f"complementarity {float(stats['complementarity']):.2f}, "
               f"mask onset corr {float(stats['mask_onset_corr']):.2f}", flush=True)
 
 
