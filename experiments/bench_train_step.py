@@ -137,6 +137,13 @@ def main() -> None:
     p.add_argument("--memory_report", default=None,
                    help="dump XLA's buffer assignment of the step into this folder and add its "
                         "largest live buffers to the record")
+    p.add_argument("--compile_trace", default=None,
+                   help="trace the compilation with jax.profiler into this folder and add the "
+                        "host's longest compile phases (inclusive seconds by name) to the record")
+    p.add_argument("--side_stream", choices=("auto", "on", "off", "plain"), default="auto",
+                   help="the step's no-gradient codec work on a second GPU stream: auto (where "
+                        "available), on, off (in the main stream's order), plain (the "
+                        "side-stream program's order without a second stream)")
     p.add_argument("--out", default=None, help="also append the JSON line to this file")
     p.add_argument("--profile_dir", default=None,
                    help="after timing, trace 2 more steps with jax.profiler into this folder "
@@ -195,6 +202,11 @@ def main() -> None:
     codec_graphdef, codec_state = nnx.split(codec)
     codec_state = replicate(codec_state, mesh)
     steps = Steps(cfg, statics, codec_graphdef, mesh)
+    if a.side_stream != "auto":
+        steps.side_stream = a.side_stream != "off"
+    if a.side_stream == "plain":
+        import jaxaudio.training.step as step_module
+        step_module.on_side_stream = lambda fn, enabled=None: fn
 
     n = int(round(a.clip_seconds * codec.sample_rate))
     n -= n % codec.hop_length
@@ -222,7 +234,11 @@ def main() -> None:
             step_fn = steps.train_step
         lowered = step_fn.lower(state, batch, codec_state, alpha, index)
     trace_s = time.perf_counter() - t_compile
-    compiled = lowered.compile()
+    if a.compile_trace:
+        with jax.profiler.trace(a.compile_trace):
+            compiled = lowered.compile()
+    else:
+        compiled = lowered.compile()
     compile_s = time.perf_counter() - t_compile
     # the loss decode's scan: bf16 products under --codec_precision bf16, except in the raw
     # step's paired decode, whose LSTM call (shared with the reference) stays float32; float32
@@ -242,10 +258,14 @@ def main() -> None:
         "lstm_products": lstm_products,
         "lstm_unroll": scan_unroll(lstm_products),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "side_stream": a.side_stream if a.side_stream != "auto" else steps.side_stream,
+        "streamed_calls": compiled.as_text().count("_xla_stream_annotation"),
         "compile_s": round(compile_s, 2), "trace_s": round(trace_s, 2),
         "hlo_ops": lowered.as_text().count(" = "), "compilation_cache": a.compilation_cache_dir,
         "cache_entries_before": cache_entries, "jax": jax.__version__,
     }
+    if a.compile_trace:
+        record["compile_phases_s"] = compile_phases(Path(a.compile_trace))
     if a.compile_only:
         emit(record, a.out)
         return
@@ -320,6 +340,25 @@ def main() -> None:
         "loss": float(metrics["loss"]),
     })
     emit(record, a.out)
+
+
+def compile_phases(folder: Path, top: int = 40) -> list:
+    """The host's events of a traced compilation, summed by name: ``[name, seconds inclusive,
+    count]``, longest first (nested phases count in their parents too)."""
+    import gzip
+
+    files = sorted(folder.rglob("*.trace.json.gz"), key=lambda f: f.stat().st_mtime)
+    if not files:
+        return []
+    with gzip.open(files[-1], "rt") as f:
+        events = json.load(f).get("traceEvents", [])
+    total, count = collections.Counter(), collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and "dur" in e:
+            name = re.sub(r"[0-9]+", "#", str(e.get("name", "?")))[:120]
+            total[name] += float(e["dur"]) / 1e6
+            count[name] += 1
+    return [[k, round(v, 2), count[k]] for k, v in total.most_common(top)]
 
 
 def largest_buffers(folder: Path, top: int = 25) -> list[str]:

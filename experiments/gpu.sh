@@ -11,8 +11,12 @@
 #                      bench_losses.py, bench_codec.py (with torch references when the
 #                      encodec package imports), bench_kernels.py
 # ONCE=1 runs each step case once (compiled cold, its peak then includes the autotuner's).
-# CASES picks step cases (default "raw cached_fp32 cached_bf16"; also "raw_jaxaudio", the raw
-# step with jaxaudio's training defaults instead of the original's GAN, masks and update).
+# CASES picks step cases (default "raw cached_fp32 cached_bf16"; also "raw_jaxaudio" and
+# "cached_jaxaudio", the step with jaxaudio's training defaults instead of the original's GAN,
+# masks and cascade update).
+# EXTRA adds bench_train_step.py flags to every step case (e.g. "--side_stream off");
+# PROFILE=1 traces each step case and keeps profile_summary.py's summary as profile_<case>.json;
+# COMPILE_TRACE=1 adds each case's longest compile phases to its record.
 # STAGES picks what runs (default "step losses codec kernels"; also "original", "compositional":
 # the compositional agent's step in both systems, and "musical": the musical recipe's memory).
 #   OUT=/tmp/gpu bash experiments/gpu.sh
@@ -33,14 +37,19 @@ has() { [[ $STAGES == *" $1 "* ]]; }
   echo "commit $(git rev-parse HEAD 2>/dev/null || echo "${COMMIT:-unknown}")"; } > "$O/env.txt" 2>&1
 B="$PY experiments/bench_train_step.py --out $O/train_step.jsonl"
 step() {  # a case compiled into a fresh cache, then loaded from it: $1 = cache name, rest = flags
-  local cache=$C/$1; shift; rm -rf "$cache"
-  timeout 420 $B --compilation_cache_dir "$cache" "$@" >> "$L" 2>&1
-  [ -n "${ONCE:-}" ] || timeout 200 $B --compilation_cache_dir "$cache" "$@" >> "$L" 2>&1
+  local name=$1 cache=$C/$1 more=(${EXTRA:-}); shift; rm -rf "$cache" "/tmp/jaxaudio_prof_$name"
+  [ -n "${PROFILE:-}" ] && more+=(--profile_dir "/tmp/jaxaudio_prof_$name")
+  [ -n "${COMPILE_TRACE:-}" ] && more+=(--compile_trace "/tmp/jaxaudio_ctrace_$name")
+  timeout 420 $B --compilation_cache_dir "$cache" "$@" "${more[@]}" >> "$L" 2>&1
+  [ -n "${PROFILE:-}" ] && $PY experiments/profile_summary.py "/tmp/jaxaudio_prof_$name" \
+    --out "$O/profile_$name.json" > /dev/null 2>> "$L"
+  [ -n "${ONCE:-}" ] || timeout 200 $B --compilation_cache_dir "$cache" "$@" ${EXTRA:-} >> "$L" 2>&1
 }
 if has step; then
   for case in "raw --semantics raw" "cached_fp32 --semantics cached" \
               "cached_bf16 --semantics cached --precision bf16" \
-              "raw_jaxaudio --semantics raw --variant jaxaudio"; do
+              "raw_jaxaudio --semantics raw --variant jaxaudio" \
+              "cached_jaxaudio --semantics cached --variant jaxaudio"; do
     [[ " ${CASES:-raw cached_fp32 cached_bf16} " == *" ${case%% *} "* ]] || continue
     say "train step: $case"; step $case
   done
