@@ -115,6 +115,8 @@ def main() -> None:
     p.add_argument("--small", action="store_true", help="tiny sizes for a CPU check")
     p.add_argument("--memory_only", action="store_true",
                    help="compile, report the step's memory from XLA's buffer assignment, exit")
+    p.add_argument("--trace_only", action="store_true",
+                   help="stop after tracing and lowering the step (its Python time, any machine)")
     p.add_argument("--compile_only", action="store_true",
                    help="compile (filling --compilation_cache_dir) and report only compile time")
     p.add_argument("--default_xla_flags", action="store_true",
@@ -234,6 +236,10 @@ def main() -> None:
             step_fn = steps.train_step
         lowered = step_fn.lower(state, batch, codec_state, alpha, index)
     trace_s = time.perf_counter() - t_compile
+    if a.trace_only:
+        emit({"case": "trace_only", "semantics": a.semantics, "variant": a.variant,
+              "trace_s": round(trace_s, 2), "hlo_ops": lowered.as_text().count(" = ")}, a.out)
+        return
     if a.compile_trace:
         with jax.profiler.trace(a.compile_trace):
             compiled = lowered.compile()

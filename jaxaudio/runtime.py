@@ -147,6 +147,6 @@ def on_side_stream(fn, enabled: bool | None = None):
 
     from jax.experimental.compute_on import compute_on
     if "compute_type" in inspect.signature(compute_on).parameters:
-        return compute_on(jax.jit(fn), compute_type=SIDE_STREAM,
+        return compute_on(fn, compute_type=SIDE_STREAM,
                           out_memory_spaces=jax.memory.Space.Device)
     return compute_on(SIDE_STREAM)(jax.jit(fn))  # older JAX: compute_on(type) decorates
