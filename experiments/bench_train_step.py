@@ -142,10 +142,6 @@ def main() -> None:
     p.add_argument("--compile_trace", default=None,
                    help="trace the compilation with jax.profiler into this folder and add the "
                         "host's longest compile phases (inclusive seconds by name) to the record")
-    p.add_argument("--side_stream", choices=("auto", "on", "off", "plain"), default="auto",
-                   help="the step's no-gradient codec work on a second GPU stream: auto (where "
-                        "available), on, off (in the main stream's order), plain (the "
-                        "side-stream program's order without a second stream)")
     p.add_argument("--out", default=None, help="also append the JSON line to this file")
     p.add_argument("--profile_dir", default=None,
                    help="after timing, trace 2 more steps with jax.profiler into this folder "
@@ -204,11 +200,6 @@ def main() -> None:
     codec_graphdef, codec_state = nnx.split(codec)
     codec_state = replicate(codec_state, mesh)
     steps = Steps(cfg, statics, codec_graphdef, mesh)
-    if a.side_stream != "auto":
-        steps.side_stream = a.side_stream != "off"
-    if a.side_stream == "plain":
-        import jaxaudio.training.step as step_module
-        step_module.on_side_stream = lambda fn, enabled=None: fn
 
     n = int(round(a.clip_seconds * codec.sample_rate))
     n -= n % codec.hop_length
@@ -264,8 +255,6 @@ def main() -> None:
         "lstm_products": lstm_products,
         "lstm_unroll": scan_unroll(lstm_products),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-        "side_stream": a.side_stream if a.side_stream != "auto" else steps.side_stream,
-        "streamed_calls": compiled.as_text().count("_xla_stream_annotation"),
         "compile_s": round(compile_s, 2), "trace_s": round(trace_s, 2),
         "hlo_ops": lowered.as_text().count(" = "), "compilation_cache": a.compilation_cache_dir,
         "cache_entries_before": cache_entries, "jax": jax.__version__,

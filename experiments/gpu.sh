@@ -14,7 +14,7 @@
 # CASES picks step cases (default "raw cached_fp32 cached_bf16"; also "raw_jaxaudio" and
 # "cached_jaxaudio", the step with jaxaudio's training defaults instead of the original's GAN,
 # masks and cascade update).
-# EXTRA adds bench_train_step.py flags to every step case (e.g. "--side_stream off");
+# EXTRA adds bench_train_step.py flags to every step case (e.g. "--precision bf16");
 # PROFILE=1 traces each step case and keeps profile_summary.py's summary as profile_<case>.json;
 # COMPILE_TRACE=1 adds each case's longest compile phases to its record.
 # STAGES picks what runs (default "step losses codec kernels"; also "original", "compositional":

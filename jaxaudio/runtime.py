@@ -115,38 +115,3 @@ def initialize_distributed() -> bool:
         # Inside an srun job step of several tasks (not merely a multi-task allocation).
         jax.distributed.initialize()
     return jax.process_count() > 1
-
-
-SIDE_STREAM = "gpu_stream:1"
-
-
-def side_stream_available() -> bool:
-    """Whether :func:`on_side_stream` runs work on a second GPU stream here: the default backend
-    is a GPU and this JAX has ``compute_on``'s ``gpu_stream`` compute type."""
-    if jax.default_backend() != "gpu":
-        return False
-    try:
-        from jax.experimental.compute_on import compute_on  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def on_side_stream(fn, enabled: bool | None = None):
-    """``fn`` (a pure function of arrays) as one call that XLA runs on a second stream of the
-    GPU, beside the main stream's work, joined where its outputs are first used; ``fn`` itself
-    where that is off or unavailable (CPU). The same numbers either way.
-
-    For work that is sequential but small, and off the gradient's path: EnCodec's LSTM runs
-    1200 dependent steps of small products that leave most of the GPU idle, so a decode that
-    needs no gradient can run while the main stream trains (``experiments/README.md``).
-    ``enabled``: None follows :func:`side_stream_available`."""
-    if not (side_stream_available() if enabled is None else enabled):
-        return fn
-    import inspect
-
-    from jax.experimental.compute_on import compute_on
-    if "compute_type" in inspect.signature(compute_on).parameters:
-        return compute_on(fn, compute_type=SIDE_STREAM,
-                          out_memory_spaces=jax.memory.Space.Device)
-    return compute_on(SIDE_STREAM)(jax.jit(fn))  # older JAX: compute_on(type) decorates

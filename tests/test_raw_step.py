@@ -13,7 +13,7 @@ from tiny_step import tiny_steps
 AUDIO_TERMS = ("rms_input", "rms_target", "spectral", "output_input_corr", "output_target_corr")
 
 
-def _both_steps(extra, encodec=False, side=False, monkeypatch=None):
+def _both_steps(extra, encodec=False):
     from jaxaudio.data.cache import codec_fields
     from jaxaudio.training.cli import parse_config
 
@@ -30,10 +30,6 @@ def _both_steps(extra, encodec=False, side=False, monkeypatch=None):
         state_raw, statics = init_state(cfg, build_model(cfg), build_discriminator(cfg))
         state_cached, _ = init_state(cfg, build_model(cfg), build_discriminator(cfg))
         steps = Steps(cfg, statics, nnx.graphdef(codec), build_mesh(jax.devices()[:1]))
-        if side:  # the GPU's program order (jaxaudio.runtime.on_side_stream), without a stream
-            import jaxaudio.training.step as step_module
-            monkeypatch.setattr(step_module, "on_side_stream", lambda fn, enabled=None: fn)
-            steps.side_stream = True
     else:
         codec, state_raw, steps = tiny_steps(cfg)
         _, state_cached, _ = tiny_steps(cfg)
@@ -51,15 +47,12 @@ def _both_steps(extra, encodec=False, side=False, monkeypatch=None):
             jax.device_get(new_cached.params), jax.device_get(m_cached))
 
 
-@pytest.mark.parametrize("extra,encodec,side", [
-    ([], False, False), (["--unity_test", "true"], False, False), ([], True, False),
-    (["--gan_weight", "0.1", "--use_creative_agent", "true"], True, True)])
-def test_raw_clip_step_equals_the_cached_step(extra, encodec, side, monkeypatch):
+@pytest.mark.parametrize("extra,encodec", [([], False), (["--unity_test", "true"], False),
+                                           ([], True)])
+def test_raw_clip_step_equals_the_cached_step(extra, encodec):
     """MDCT; and EnCodec, where the raw step decodes the input with the output (one LSTM
-    call for both) while the cache decoded it on its own; and EnCodec in the order a GPU runs
-    it (``side``: the input's decode and the stable GAN's real examples as one call off the
-    generator's path, :meth:`Steps._off_path`), with the GAN and the agent."""
-    p_init, p_raw, m_raw, p_cached, m_cached = _both_steps(extra, encodec, side, monkeypatch)
+    call for both) while the cache decoded it on its own."""
+    p_init, p_raw, m_raw, p_cached, m_cached = _both_steps(extra, encodec)
     assert m_raw.keys() == m_cached.keys()
     for k in m_raw:
         # the same float32 work in two compilations (the raw clips encoded in one 2B call): a few

@@ -36,7 +36,6 @@ from jaxaudio.data.cache import codec_fields
 from jaxaudio.models.complementary_masking import apply_complementary_mask
 from jaxaudio.nn.flash_attention import batch_sharded
 from jaxaudio.nn.functional import unbiased_std
-from jaxaudio.runtime import on_side_stream, side_stream_available
 from jaxaudio.training import gan
 from jaxaudio.training.config import TrainConfig
 from jaxaudio.training.objective import (LossInputs, compute_terms, validation_terms,
@@ -77,8 +76,6 @@ class Steps:
         self.weights = cfg.loss_weight_map()
         self.gan = cfg.gan_weight > 0 and self.disc_graphdef is not None
         self.noise_control = self.gan and cfg.disc_target_acc > 0
-        # no-gradient codec work on a second GPU stream (:meth:`_off_path`)
-        self.side_stream = side_stream_available()
         agent = cfg.agent
         self.val_names = validation_terms() + (get_agent(agent).validation_losses if agent else ())
         rep, data = NamedSharding(mesh, P()), NamedSharding(mesh, P("data"))
@@ -185,28 +182,6 @@ class Steps:
         return (in_lat, jax.lax.stop_gradient(tgt_lat), in_audio, clean_tgt_audio, tgt_audio,
                 ref_lat)
 
-    def _off_path(self, codec_state, ref_lat, in_audio, tgt_audio, like):
-        """The step's codec work that needs no gradient and nothing the generator makes: from
-        raw clips the input's decode (the losses' reference), and the stable GAN's real examples
-        (an encode of a mixture). One call on a second GPU stream
-        (:func:`jaxaudio.runtime.on_side_stream`), so EnCodec's sequential LSTM runs beside the
-        generator's forward and backward. ``like``: the latents' shape and dtype. Returns
-        ``(input audio, real examples or None)``."""
-        variant = self.cfg.gan_variant
-        need_real = self.gan and variant != "original"
-
-        def work(codec_state, ref_lat, in_audio, tgt_audio):
-            codec = nnx.merge(self.codec_graphdef, codec_state)
-            if ref_lat is not None:
-                in_audio = codec.decode(ref_lat)
-            real = (gan.real_examples(variant, codec, like, None, in_audio, tgt_audio)
-                    if need_real else None)
-            return in_audio, real
-
-        if ref_lat is None and not need_real:
-            return in_audio, None
-        return on_side_stream(work, self.side_stream)(codec_state, ref_lat, in_audio, tgt_audio)
-
     def _terms(self, codec, z, agent_losses, in_audio, tgt_audio, *, names=None, valid=None,
                ref_lat=None, codec_dtype=None):
         """The named loss terms of output latents ``z`` (decoded by the frozen codec, its
@@ -301,11 +276,6 @@ class Steps:
         codec = nnx.merge(self.codec_graphdef, codec_state)
         in_lat, tgt_lat, in_audio, tgt_audio, fed_tgt_audio, ref_lat = self._prepare(
             batch, codec, alpha, key)
-        real = None
-        if self.side_stream:
-            in_audio, real = self._off_path(codec_state, ref_lat, in_audio, tgt_audio,
-                                            jax.ShapeDtypeStruct(in_lat.shape, in_lat.dtype))
-            ref_lat = None
         fwd = lambda p: self._forward(p, state.buffers, in_lat, tgt_lat, train=True,
                                       key=jax.random.fold_in(key, 4))
         (z, agent_losses), pullback, (stats, new_buffers) = jax.vjp(fwd, state.params,
@@ -322,9 +292,8 @@ class Steps:
         d_params, d_opt_state = state.disc_params, state.disc_opt_state
         disc_noise = state.disc_noise
         if self.gan:
-            if real is None:
-                real = gan.real_examples(self.cfg.gan_variant, codec, in_lat, tgt_lat, in_audio,
-                                         tgt_audio)
+            real = gan.real_examples(self.cfg.gan_variant, codec, in_lat, tgt_lat, in_audio,
+                                     tgt_audio)
             level = self._noise_level(state)
             noise = None if level is None else gan.noise_std(
                 level, gan.d_input(self.cfg.gan_variant, real))
