@@ -8,19 +8,22 @@ import numpy as np
 from flax import nnx
 
 from jaxaudio.codecs import make_codec
-from jaxaudio.training.builders import build_discriminator, build_mesh, build_model
+from jaxaudio.training.builders import build_discriminator, build_mesh, build_model, replicate
 from jaxaudio.training.state import init_state
 from jaxaudio.training.step import Steps
 
 
 def tiny_steps(cfg, model=None, codec=None):
     """``(codec, state, steps)`` for ``cfg`` (``model`` defaults to ``build_model(cfg)``,
-    ``codec`` to the MDCT codec at the config's latent size)."""
+    ``codec`` to the MDCT codec at the config's latent size). The state is placed on the
+    steps' mesh as the trainer places it, so that the state a step returns (on that mesh)
+    goes into the next step with the same shardings: one compile for any number of steps."""
     codec = make_codec("mdct", dim=cfg.encoding_dim) if codec is None else codec
     state, statics = init_state(cfg, build_model(cfg) if model is None else model,
                                 build_discriminator(cfg))
-    steps = Steps(cfg, statics, nnx.graphdef(codec), build_mesh(jax.devices()[:1]))
-    return codec, state, steps
+    mesh = build_mesh(jax.devices()[:1])
+    steps = Steps(cfg, statics, nnx.graphdef(codec), mesh)
+    return codec, replicate(state, mesh), steps
 
 
 def tiny_batch(cfg, codec, *, input_scale=0.2, target_scale=0.2, batch=2, seed=0):
