@@ -260,7 +260,9 @@ def main() -> None:
         "cache_entries_before": cache_entries, "jax": jax.__version__,
     }
     if a.compile_trace:
-        record["compile_phases_s"] = compile_phases(Path(a.compile_trace))
+        from profile_summary import compile_phases  # experiments/, beside this script
+
+        record["compile_phases_s"] = compile_phases(a.compile_trace)
     if a.compile_only:
         emit(record, a.out)
         return
@@ -335,25 +337,6 @@ def main() -> None:
         "loss": float(metrics["loss"]),
     })
     emit(record, a.out)
-
-
-def compile_phases(folder: Path, top: int = 40) -> list:
-    """The host's events of a traced compilation, summed by name: ``[name, seconds inclusive,
-    count]``, longest first (nested phases count in their parents too)."""
-    import gzip
-
-    files = sorted(folder.rglob("*.trace.json.gz"), key=lambda f: f.stat().st_mtime)
-    if not files:
-        return []
-    with gzip.open(files[-1], "rt") as f:
-        events = json.load(f).get("traceEvents", [])
-    total, count = collections.Counter(), collections.Counter()
-    for e in events:
-        if e.get("ph") == "X" and "dur" in e:
-            name = re.sub(r"[0-9]+", "#", str(e.get("name", "?")))[:120]
-            total[name] += float(e["dur"]) / 1e6
-            count[name] += 1
-    return [[k, round(v, 2), count[k]] for k, v in total.most_common(top)]
 
 
 def largest_buffers(folder: Path, top: int = 25) -> list[str]:

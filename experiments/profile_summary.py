@@ -80,6 +80,29 @@ def op_sources(hlo_text: str) -> dict[str, tuple[str, str]]:
     return out
 
 
+def newest_trace_events(folder) -> tuple[Path | None, list]:
+    """``(file, events)`` of the newest ``*.trace.json.gz`` under ``folder`` (``(None, [])``
+    when there is none)."""
+    files = sorted(Path(folder).rglob("*.trace.json.gz"), key=lambda f: f.stat().st_mtime)
+    if not files:
+        return None, []
+    with gzip.open(files[-1], "rt") as f:
+        return files[-1], json.load(f).get("traceEvents", [])
+
+
+def compile_phases(folder, top: int = 40) -> list:
+    """The host's events of a traced compilation (``bench_train_step.py --compile_trace``),
+    summed by name with digits folded: ``[name, seconds inclusive, count]``, longest first
+    (nested phases count in their parents too)."""
+    total, count = collections.Counter(), collections.Counter()
+    for e in newest_trace_events(folder)[1]:
+        if e.get("ph") == "X" and "dur" in e:
+            name = re.sub(r"[0-9]+", "#", str(e.get("name", "?")))[:120]
+            total[name] += float(e["dur"]) / 1e6
+            count[name] += 1
+    return [[k, round(v, 2), count[k]] for k, v in total.most_common(top)]
+
+
 def _op_key(event: dict, sources: dict) -> str:
     """The HLO instruction a kernel event belongs to: its ``hlo_op`` argument, else its kernel
     name with the instruction's number restored (``fusion_12`` -> ``fusion.12``)."""
@@ -140,12 +163,10 @@ def main() -> None:
     p.add_argument("--out", default=None)
     a = p.parse_args()
     root = Path(a.trace_dir)
-    files = sorted(root.rglob("*.trace.json.gz"), key=lambda f: f.stat().st_mtime)
-    if not files:
+    trace, events = newest_trace_events(root)
+    if trace is None:
         raise SystemExit(f"profile_summary: no *.trace.json.gz under {a.trace_dir}")
     sources = op_sources((root / "hlo.txt").read_text()) if (root / "hlo.txt").exists() else {}
-    with gzip.open(files[-1], "rt") as f:
-        events = json.load(f).get("traceEvents", [])
     pids = {e["pid"]: e.get("args", {}).get("name", "") for e in events
             if e.get("ph") == "M" and e.get("name") == "process_name"}
     gpu = {pid for pid, name in pids.items() if "gpu" in name.lower()}
@@ -167,7 +188,7 @@ def main() -> None:
         total += ms
     top = lambda c, n: [[k, round(v, 3)] for k, v in c.most_common(n)]
     summary = {
-        "trace": str(files[-1]), "gpu_processes": sorted(pids[p] for p in gpu),
+        "trace": str(trace), "gpu_processes": sorted(pids[p] for p in gpu),
         "kernel_ms_per_step": round(total, 2),
         "by_source_file_ms": top(by_file, 30),
         "by_source_line_ms": [[k, v, names.get(k, "")] for k, v in top(by_line, 40)],
